@@ -1,0 +1,432 @@
+//! Command line: parsing (seed-compatible, Go-style `-flag` spellings) and
+//! the top-level flow of each command, with exit codes.
+//!
+//! Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::config::{Config, Mode};
+use crate::consul::{ConsulClient, ConsulSettings};
+use crate::http::Timeouts;
+use crate::logging::{self, LogFormat};
+use crate::metrics::{self, MetricsServer, MonitorMetrics};
+use crate::monitor::{self, MonitorOptions, heartbeat::Timing};
+
+/// Default config file location (spec).
+pub const DEFAULT_CONFIG: &str = "/etc/oracle-watchdog/config.yaml";
+
+/// Short usage printed with usage errors.
+pub const USAGE: &str = "\
+usage: oracle-watchdog -mode monitor|agent [options]
+       oracle-watchdog monitor|agent [options]
+       oracle-watchdog --help | --version";
+
+/// Full help text.
+pub fn help() -> String {
+    format!(
+        "oracle-watchdog {version}: keeps Oracle Cloud free-tier instances alive.
+
+{USAGE}
+
+Modes:
+  monitor   run on an Oracle node: hold a Consul session + heartbeat key
+  agent     run elsewhere: restart instances whose heartbeat is gone
+
+Options (one or two dashes; -flag=value works too):
+  -mode MODE            monitor or agent (or give the mode as the first word)
+  -node NAME            node name for the heartbeat key (default: hostname)
+  -config PATH          YAML config file (default: {DEFAULT_CONFIG});
+                        required in agent mode, optional in monitor mode
+  -dry-run              agent: decide and log, but send no state-changing OCI request
+  -tracing              export OpenTelemetry traces (also config tracing.enabled)
+  -metrics-address A    metrics listen address (default :9104 monitor, :9105 agent)
+  -log-format F         json (default) or text
+  -log-level L          error, warn, info (default), debug, trace, or
+                        per-target directives like info,oracle_watchdog::consul=debug
+  -h, -help             show this help
+  -V, -version          show the version
+
+Environment (monitor and agent):
+  CONSUL_HTTP_ADDR        Consul address, host:port or URL (default consul.service.consul:8500;
+                          the config file's consul_address wins when set)
+  CONSUL_HTTP_SSL         true to use https with a host:port address
+  CONSUL_HTTP_TOKEN       ACL token
+  CONSUL_HTTP_TOKEN_FILE  file holding the ACL token (wins over CONSUL_HTTP_TOKEN)
+  CONSUL_CACERT           PEM file of the CA that signed Consul's certificate
+
+Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.",
+        version = env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// A parsed command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Run a daemon mode.
+    Run(RunOptions),
+    /// Print help.
+    Help,
+    /// Print the version.
+    Version,
+}
+
+/// Which daemon to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMode {
+    /// Heartbeat publisher on an Oracle node.
+    Monitor,
+    /// Watcher and restarter.
+    Agent,
+}
+
+impl RunMode {
+    /// The mode's name as typed on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunMode::Monitor => "monitor",
+            RunMode::Agent => "agent",
+        }
+    }
+}
+
+/// Options of a daemon run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOptions {
+    /// The mode.
+    pub mode: RunMode,
+    /// `-node`; `None` means the hostname.
+    pub node: Option<String>,
+    /// `-config`.
+    pub config: PathBuf,
+    /// Whether `-config` was given (a named file must exist in any mode).
+    pub config_given: bool,
+    /// `-dry-run`.
+    pub dry_run: bool,
+    /// `-tracing`.
+    pub tracing: bool,
+    /// `-metrics-address`.
+    pub metrics_address: Option<String>,
+    /// `-log-format`.
+    pub log_format: LogFormat,
+    /// `-log-level`.
+    pub log_level: String,
+}
+
+/// A command line that cannot be used; printed with [`USAGE`], exit 2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Long flags that may be written with one dash, Go style.
+const LONG_FLAGS: &[&str] = &[
+    "mode",
+    "node",
+    "config",
+    "dry-run",
+    "tracing",
+    "metrics-address",
+    "log-format",
+    "log-level",
+    "help",
+    "version",
+];
+
+/// Rewrites `-flag` / `-flag=value` into `--flag` / `--flag=value` for the
+/// known long flags so pico-args sees one spelling.
+fn normalise(args: Vec<OsString>) -> Vec<OsString> {
+    args.into_iter()
+        .map(|arg| {
+            let Some(s) = arg.to_str() else { return arg };
+            if let Some(rest) = s.strip_prefix('-')
+                && !rest.starts_with('-')
+                && LONG_FLAGS.contains(&rest.split('=').next().unwrap_or(""))
+            {
+                return OsString::from(format!("-{s}"));
+            }
+            arg
+        })
+        .collect()
+}
+
+/// Parses the arguments after the program name.
+pub fn parse(args: Vec<OsString>) -> Result<Command, UsageError> {
+    let mut p = pico_args::Arguments::from_vec(normalise(args));
+    if p.contains(["-h", "--help"]) {
+        return Ok(Command::Help);
+    }
+    if p.contains(["-V", "--version"]) {
+        return Ok(Command::Version);
+    }
+    let err = |e: pico_args::Error| UsageError(e.to_string());
+    let flag_mode: Option<String> = p.opt_value_from_str("--mode").map_err(err)?;
+    let node: Option<String> = p.opt_value_from_str("--node").map_err(err)?;
+    let config: Option<PathBuf> = p.opt_value_from_os_str("--config", |s| Ok::<_, String>(PathBuf::from(s))).map_err(err)?;
+    let dry_run = p.contains("--dry-run");
+    let tracing = p.contains("--tracing");
+    let metrics_address: Option<String> = p.opt_value_from_str("--metrics-address").map_err(err)?;
+    let log_format = match p.opt_value_from_str::<_, String>("--log-format").map_err(err)? {
+        Some(f) => f.parse::<LogFormat>().map_err(UsageError)?,
+        None => LogFormat::Json,
+    };
+    let log_level: String = p.opt_value_from_str("--log-level").map_err(err)?.unwrap_or_else(|| "info".into());
+    logging::parse_level(&log_level).map_err(UsageError)?;
+
+    let rest = p.finish();
+    let mut words = rest.iter().map(|a| a.to_string_lossy().into_owned());
+    let word_mode = words.next();
+    if let Some(first) = &word_mode
+        && first.starts_with('-')
+    {
+        return Err(UsageError(format!("unknown option {first:?}")));
+    }
+    if let Some(extra) = words.next() {
+        return Err(UsageError(format!("unexpected argument {extra:?}")));
+    }
+    let mode_name = match (flag_mode, word_mode) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(UsageError(format!("mode given twice: -mode {a} and {b}")));
+        }
+        (Some(m), _) | (None, Some(m)) => m,
+        (None, None) => return Err(UsageError("missing mode: use -mode monitor or -mode agent".into())),
+    };
+    let mode = match mode_name.as_str() {
+        "monitor" => RunMode::Monitor,
+        "agent" => RunMode::Agent,
+        other => return Err(UsageError(format!("unknown mode {other:?}: use monitor or agent"))),
+    };
+    if let Some(n) = &node {
+        validate_node_name(n).map_err(|e| UsageError(format!("-node: {e}")))?;
+    }
+    Ok(Command::Run(RunOptions {
+        mode,
+        node,
+        config_given: config.is_some(),
+        config: config.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG)),
+        dry_run,
+        tracing,
+        metrics_address,
+        log_format,
+        log_level,
+    }))
+}
+
+/// Node names become a Consul key segment: keep them to a safe alphabet.
+pub fn validate_node_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 128 {
+        return Err(format!("node name {name:?} must be 1 to 128 characters"));
+    }
+    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+        return Err(format!("node name {name:?} contains {c:?}; use letters, digits, '.', '_' and '-'"));
+    }
+    Ok(())
+}
+
+/// This machine's host name (the default node name).
+pub fn hostname() -> Result<String, String> {
+    let from_kernel = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    from_kernel
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|s| !s.is_empty()))
+        .ok_or_else(|| "cannot determine the host name; pass -node NAME".to_string())
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    match parse(args) {
+        Ok(Command::Help) => {
+            println!("{}", help());
+            ExitCode::SUCCESS
+        }
+        Ok(Command::Version) => {
+            println!("oracle-watchdog {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Ok(Command::Run(opts)) => run(opts),
+        Err(e) => {
+            eprintln!("oracle-watchdog: {e}\n{USAGE}\nTry 'oracle-watchdog --help' for more.");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("{message}");
+    ExitCode::from(code)
+}
+
+fn run(opts: RunOptions) -> ExitCode {
+    let mode = match opts.mode {
+        RunMode::Monitor => Mode::Monitor,
+        RunMode::Agent => Mode::Agent,
+    };
+    let required = opts.mode == RunMode::Agent || opts.config_given;
+    let config = match Config::load(&opts.config, required) {
+        Ok(c) => c,
+        Err(e) => return fail(2, e),
+    };
+    if let Err(e) = config.validate(mode) {
+        return fail(2, e);
+    }
+    let listen = opts
+        .metrics_address
+        .clone()
+        .or_else(|| config.metrics_address.clone())
+        .unwrap_or_else(|| metrics::default_listen_address(opts.mode.as_str()).to_string());
+    let listen = match metrics::parse_listen_address(&listen) {
+        Ok(a) => a,
+        Err(e) => return fail(2, format!("oracle-watchdog: metrics address: {e}")),
+    };
+    let consul = match ConsulSettings::from_env(config.consul_address.as_deref()) {
+        Ok(s) => s,
+        Err(e) => return fail(2, format!("config error: {e}")),
+    };
+    let filter = match logging::parse_level(&opts.log_level) {
+        Ok(f) => f,
+        Err(e) => return fail(2, e),
+    };
+    logging::init(opts.log_format, filter);
+    if opts.tracing || config.tracing.enabled {
+        tracing::warn!("OpenTelemetry export is not available in this build yet; continuing without traces");
+    }
+    match opts.mode {
+        RunMode::Monitor => run_monitor(&opts, &config, consul, listen),
+        RunMode::Agent => fail(
+            1,
+            "oracle-watchdog: agent mode is not available in this build yet (only monitor mode is implemented)",
+        ),
+    }
+}
+
+fn run_monitor(opts: &RunOptions, config: &Config, consul: ConsulSettings, listen: std::net::SocketAddr) -> ExitCode {
+    let node = match opts.node.clone().map(Ok).unwrap_or_else(hostname) {
+        Ok(n) => n,
+        Err(e) => return fail(2, format!("oracle-watchdog: {e}")),
+    };
+    if let Err(e) = validate_node_name(&node) {
+        return fail(2, format!("oracle-watchdog: {e}; pass -node NAME"));
+    }
+    let registry = prometheus::Registry::new();
+    let metrics = match MonitorMetrics::register(&registry).and_then(|m| {
+        metrics::register_build_info(&registry, "monitor")?;
+        Ok(m)
+    }) {
+        Ok(m) => m,
+        Err(e) => return fail(1, format!("oracle-watchdog: cannot set up metrics: {e}")),
+    };
+    let shutdown = match crate::shutdown::install() {
+        Ok(rx) => rx,
+        Err(e) => return fail(1, format!("oracle-watchdog: cannot install signal handlers: {e}")),
+    };
+    let server = match MetricsServer::start(listen, registry, "monitor") {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start metrics thread; continuing without metrics");
+            None
+        }
+    };
+    let shutdown_timeout = Duration::from_millis(1500);
+    let client = ConsulClient::new(&consul);
+    let shutdown_client = ConsulClient::with_timeouts(&consul, Timeouts::new(Duration::from_millis(1000), shutdown_timeout));
+    let opts = MonitorOptions {
+        node,
+        session_ttl: config.monitor.session_ttl,
+        timing: Timing {
+            renew_interval: config.monitor.renew_interval,
+            ..Timing::default()
+        },
+        shutdown_timeout,
+    };
+    monitor::run(opts, client, shutdown_client, metrics, shutdown);
+    if let Some(s) = server {
+        s.stop();
+    }
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<OsString> {
+        s.split_whitespace().map(OsString::from).collect()
+    }
+
+    fn run_opts(s: &str) -> RunOptions {
+        match parse(args(s)) {
+            Ok(Command::Run(o)) => o,
+            other => panic!("{s}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn seed_spellings_parse() {
+        let o = run_opts("-mode monitor -node oraclenode1");
+        assert_eq!((o.mode, o.node.as_deref()), (RunMode::Monitor, Some("oraclenode1")));
+        assert!(!o.config_given);
+        assert_eq!(o.config, PathBuf::from(DEFAULT_CONFIG));
+        let o = run_opts("-mode agent -config /etc/oracle-watchdog/config.yaml");
+        assert_eq!(o.mode, RunMode::Agent);
+        assert!(o.config_given);
+        assert!(run_opts("-mode agent -config config.yaml -dry-run").dry_run);
+        assert!(run_opts("-mode agent -config config.yaml -tracing").tracing);
+    }
+
+    #[test]
+    fn double_dash_equals_and_positional_mode() {
+        let o = run_opts("--mode=agent --config=c.yaml --dry-run --log-format text --log-level debug");
+        assert_eq!(o.mode, RunMode::Agent);
+        assert_eq!(o.config, PathBuf::from("c.yaml"));
+        assert_eq!(o.log_format, LogFormat::Text);
+        assert_eq!(o.log_level, "debug");
+        let o = run_opts("monitor -node n1 -metrics-address 127.0.0.1:9999");
+        assert_eq!(o.mode, RunMode::Monitor);
+        assert_eq!(o.metrics_address.as_deref(), Some("127.0.0.1:9999"));
+        assert_eq!(run_opts("agent -mode agent").mode, RunMode::Agent);
+    }
+
+    #[test]
+    fn help_and_version() {
+        assert_eq!(parse(args("-h")), Ok(Command::Help));
+        assert_eq!(parse(args("-help")), Ok(Command::Help));
+        assert_eq!(parse(args("--version")), Ok(Command::Version));
+        assert_eq!(parse(args("-V")), Ok(Command::Version));
+    }
+
+    #[test]
+    fn usage_errors() {
+        for bad in [
+            "",
+            "-mode",
+            "-mode banana",
+            "monitor -bogus",
+            "monitor --bogus",
+            "monitor extra",
+            "-mode monitor agent",
+            "monitor -log-format xml",
+            "monitor -log-level loud",
+            "monitor -node a/b",
+        ] {
+            assert!(parse(args(bad)).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn node_names() {
+        assert!(validate_node_name("oracle-node_1.a").is_ok());
+        assert!(validate_node_name("").is_err());
+        assert!(validate_node_name("a b").is_err());
+        assert!(validate_node_name(&"x".repeat(129)).is_err());
+    }
+}
