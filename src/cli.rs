@@ -168,15 +168,24 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, UsageError> {
     let err = |e: pico_args::Error| UsageError(e.to_string());
     let flag_mode: Option<String> = p.opt_value_from_str("--mode").map_err(err)?;
     let node: Option<String> = p.opt_value_from_str("--node").map_err(err)?;
-    let config: Option<PathBuf> = p.opt_value_from_os_str("--config", |s| Ok::<_, String>(PathBuf::from(s))).map_err(err)?;
+    let config: Option<PathBuf> = p
+        .opt_value_from_str::<_, String>("--config")
+        .map_err(err)?
+        .map(PathBuf::from);
     let dry_run = p.contains("--dry-run");
     let tracing = p.contains("--tracing");
     let metrics_address: Option<String> = p.opt_value_from_str("--metrics-address").map_err(err)?;
-    let log_format = match p.opt_value_from_str::<_, String>("--log-format").map_err(err)? {
+    let log_format = match p
+        .opt_value_from_str::<_, String>("--log-format")
+        .map_err(err)?
+    {
         Some(f) => f.parse::<LogFormat>().map_err(UsageError)?,
         None => LogFormat::Json,
     };
-    let log_level: String = p.opt_value_from_str("--log-level").map_err(err)?.unwrap_or_else(|| "info".into());
+    let log_level: String = p
+        .opt_value_from_str("--log-level")
+        .map_err(err)?
+        .unwrap_or_else(|| "info".into());
     logging::parse_level(&log_level).map_err(UsageError)?;
 
     let rest = p.finish();
@@ -195,12 +204,20 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, UsageError> {
             return Err(UsageError(format!("mode given twice: -mode {a} and {b}")));
         }
         (Some(m), _) | (None, Some(m)) => m,
-        (None, None) => return Err(UsageError("missing mode: use -mode monitor or -mode agent".into())),
+        (None, None) => {
+            return Err(UsageError(
+                "missing mode: use -mode monitor or -mode agent".into(),
+            ));
+        }
     };
     let mode = match mode_name.as_str() {
         "monitor" => RunMode::Monitor,
         "agent" => RunMode::Agent,
-        other => return Err(UsageError(format!("unknown mode {other:?}: use monitor or agent"))),
+        other => {
+            return Err(UsageError(format!(
+                "unknown mode {other:?}: use monitor or agent"
+            )));
+        }
     };
     if let Some(n) = &node {
         validate_node_name(n).map_err(|e| UsageError(format!("-node: {e}")))?;
@@ -223,8 +240,13 @@ pub fn validate_node_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 128 {
         return Err(format!("node name {name:?} must be 1 to 128 characters"));
     }
-    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
-        return Err(format!("node name {name:?} contains {c:?}; use letters, digits, '.', '_' and '-'"));
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "node name {name:?} contains {c:?}; use letters, digits, '.', '_' and '-'"
+        ));
     }
     Ok(())
 }
@@ -297,7 +319,9 @@ fn run(opts: RunOptions) -> ExitCode {
     };
     logging::init(opts.log_format, filter);
     if opts.tracing || config.tracing.enabled {
-        tracing::warn!("OpenTelemetry export is not available in this build yet; continuing without traces");
+        tracing::warn!(
+            "OpenTelemetry export is not available in this build yet; continuing without traces"
+        );
     }
     match opts.mode {
         RunMode::Monitor => run_monitor(&opts, &config, consul, listen),
@@ -308,7 +332,12 @@ fn run(opts: RunOptions) -> ExitCode {
     }
 }
 
-fn run_monitor(opts: &RunOptions, config: &Config, consul: ConsulSettings, listen: std::net::SocketAddr) -> ExitCode {
+fn run_monitor(
+    opts: &RunOptions,
+    config: &Config,
+    consul: ConsulSettings,
+    listen: std::net::SocketAddr,
+) -> ExitCode {
     let node = match opts.node.clone().map(Ok).unwrap_or_else(hostname) {
         Ok(n) => n,
         Err(e) => return fail(2, format!("oracle-watchdog: {e}")),
@@ -326,7 +355,12 @@ fn run_monitor(opts: &RunOptions, config: &Config, consul: ConsulSettings, liste
     };
     let shutdown = match crate::shutdown::install() {
         Ok(rx) => rx,
-        Err(e) => return fail(1, format!("oracle-watchdog: cannot install signal handlers: {e}")),
+        Err(e) => {
+            return fail(
+                1,
+                format!("oracle-watchdog: cannot install signal handlers: {e}"),
+            );
+        }
     };
     let server = match MetricsServer::start(listen, registry, "monitor") {
         Ok(s) => Some(s),
@@ -335,9 +369,12 @@ fn run_monitor(opts: &RunOptions, config: &Config, consul: ConsulSettings, liste
             None
         }
     };
-    let shutdown_timeout = Duration::from_millis(1500);
+    let shutdown_timeout = Duration::from_millis(1200);
     let client = ConsulClient::new(&consul);
-    let shutdown_client = ConsulClient::with_timeouts(&consul, Timeouts::new(Duration::from_millis(1000), shutdown_timeout));
+    let shutdown_client = ConsulClient::with_timeouts(
+        &consul,
+        Timeouts::new(Duration::from_millis(800), shutdown_timeout),
+    );
     let opts = MonitorOptions {
         node,
         session_ttl: config.monitor.session_ttl,
@@ -373,7 +410,10 @@ mod tests {
     #[test]
     fn seed_spellings_parse() {
         let o = run_opts("-mode monitor -node oraclenode1");
-        assert_eq!((o.mode, o.node.as_deref()), (RunMode::Monitor, Some("oraclenode1")));
+        assert_eq!(
+            (o.mode, o.node.as_deref()),
+            (RunMode::Monitor, Some("oraclenode1"))
+        );
         assert!(!o.config_given);
         assert_eq!(o.config, PathBuf::from(DEFAULT_CONFIG));
         let o = run_opts("-mode agent -config /etc/oracle-watchdog/config.yaml");
@@ -385,7 +425,8 @@ mod tests {
 
     #[test]
     fn double_dash_equals_and_positional_mode() {
-        let o = run_opts("--mode=agent --config=c.yaml --dry-run --log-format text --log-level debug");
+        let o =
+            run_opts("--mode=agent --config=c.yaml --dry-run --log-format text --log-level debug");
         assert_eq!(o.mode, RunMode::Agent);
         assert_eq!(o.config, PathBuf::from("c.yaml"));
         assert_eq!(o.log_format, LogFormat::Text);

@@ -12,7 +12,7 @@
 //! tested in virtual time. See ARCHITECTURE.md for the thread and data-flow map.
 
 pub mod backoff;
-// pub mod cli; (re-enabled once config lands)
+pub mod cli;
 pub mod config;
 pub mod consul;
 pub mod http;

@@ -36,7 +36,11 @@ pub fn parse_level(spec: &str) -> Result<Targets, String> {
     for directive in spec.split(',').map(str::trim).filter(|d| !d.is_empty()) {
         let (target, level) = match directive.split_once('=') {
             Some((t, l)) if !t.trim().is_empty() => (Some(t.trim()), l.trim()),
-            Some(_) => return Err(format!("invalid log level {spec:?}: empty target in {directive:?}")),
+            Some(_) => {
+                return Err(format!(
+                    "invalid log level {spec:?}: empty target in {directive:?}"
+                ));
+            }
             None => (None, directive),
         };
         let level = LevelFilter::from_str(level)

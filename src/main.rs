@@ -1,1 +1,5 @@
-fn main() {}
+//! The `oracle-watchdog` binary: a thin shell over the library.
+
+fn main() -> std::process::ExitCode {
+    oracle_watchdog::cli::main()
+}

@@ -12,7 +12,8 @@ use crate::secret::Secret;
 
 /// Default timeouts for ordinary (non-blocking) calls: well under the
 /// monitor's 10 s renew interval so one hung call cannot cost a renewal.
-pub const DEFAULT_TIMEOUTS: Timeouts = Timeouts::new(Duration::from_secs(3), Duration::from_secs(5));
+pub const DEFAULT_TIMEOUTS: Timeouts =
+    Timeouts::new(Duration::from_secs(3), Duration::from_secs(5));
 
 /// What `Behavior` a session applies to its locks when it is invalidated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,7 +148,13 @@ impl ConsulClient {
             "LockDelay": go_duration(spec.lock_delay),
         })
         .to_string();
-        let a = self.request("PUT", "/v1/session/create", Some(body.as_bytes()), None, ACTION)?;
+        let a = self.request(
+            "PUT",
+            "/v1/session/create",
+            Some(body.as_bytes()),
+            None,
+            ACTION,
+        )?;
         expect_ok(&a, ACTION)?;
         let created: SessionCreated = parse_json(&a.body, ACTION)?;
         if created.id.is_empty() {
@@ -231,14 +238,20 @@ impl ConsulClient {
             return Ok(None);
         }
         expect_ok(&a, ACTION)?;
-        Ok(decode_pairs(&a.body, ACTION)?.into_iter().find(|p| p.key == key))
+        Ok(decode_pairs(&a.body, ACTION)?
+            .into_iter()
+            .find(|p| p.key == key))
     }
 
     /// `GET /v1/kv/{prefix}?recurse`, optionally as a blocking query: every
     /// entry under `prefix` plus the `X-Consul-Index` to block on next time.
     /// An empty prefix listing (404) is `Ok` with no entries: Consul has
     /// positively answered that nothing is there.
-    pub fn list(&self, prefix: &str, blocking: Option<BlockingQuery>) -> Result<(Vec<KvPair>, u64), ConsulError> {
+    pub fn list(
+        &self,
+        prefix: &str,
+        blocking: Option<BlockingQuery>,
+    ) -> Result<(Vec<KvPair>, u64), ConsulError> {
         const ACTION: &str = "list keys";
         let path = format!("/v1/kv/{}", encode_key(prefix));
         let mut query = String::from("recurse");
@@ -281,7 +294,11 @@ impl ConsulClient {
             Some(q) => format!("{}{path}?{q}", self.base_url),
             None => format!("{}{path}", self.base_url),
         };
-        let token = self.token.as_ref().map(|t| t.expose().to_string()).unwrap_or_default();
+        let token = self
+            .token
+            .as_ref()
+            .map(|t| t.expose().to_string())
+            .unwrap_or_default();
         let total = Some(self.timeouts.total + extra);
         let result = match method {
             "GET" => with_token(self.agent.get(&url), &token)
@@ -308,7 +325,11 @@ impl ConsulClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse().ok());
         let body = http::read_body(&mut response).map_err(|e| transport_error(action, &e))?;
-        Ok(Answer { status, body, index })
+        Ok(Answer {
+            status,
+            body,
+            index,
+        })
     }
 }
 
@@ -343,11 +364,18 @@ fn expect_ok(a: &Answer, action: &'static str) -> Result<(), ConsulError> {
         403 => Err(ConsulError::AclDenied { action, detail }),
         404 => Err(ConsulError::NotFound { action }),
         500 if detail.ends_with("No cluster leader") => Err(ConsulError::NoLeader { action }),
-        status => Err(ConsulError::Status { action, status, detail }),
+        status => Err(ConsulError::Status {
+            action,
+            status,
+            detail,
+        }),
     }
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(body: &str, action: &'static str) -> Result<T, ConsulError> {
+fn parse_json<T: serde::de::DeserializeOwned>(
+    body: &str,
+    action: &'static str,
+) -> Result<T, ConsulError> {
     serde_json::from_str(body).map_err(|e| bad(action, &format!("{e} in {:?}", snippet(body))))
 }
 
@@ -359,7 +387,9 @@ fn decode_pairs(body: &str, action: &'static str) -> Result<Vec<KvPair>, ConsulE
                 Some(v) => Some(
                     base64::engine::general_purpose::STANDARD
                         .decode(v.as_bytes())
-                        .map_err(|e| bad(action, &format!("value of {} is not base64: {e}", r.key)))?,
+                        .map_err(|e| {
+                            bad(action, &format!("value of {} is not base64: {e}", r.key))
+                        })?,
                 ),
                 None => None,
             };
@@ -403,7 +433,10 @@ fn go_duration(d: Duration) -> String {
 
 /// Percent-encodes a KV key, keeping `/` as the path separator.
 fn encode_key(key: &str) -> String {
-    key.split('/').map(encode_segment).collect::<Vec<_>>().join("/")
+    key.split('/')
+        .map(encode_segment)
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// Percent-encodes one path segment or query value (RFC 3986 unreserved kept).
@@ -434,16 +467,31 @@ mod tests {
     #[test]
     fn statuses_map_to_typed_errors() {
         assert!(expect_ok(&answer(200, "true"), "x").is_ok());
-        assert!(matches!(expect_ok(&answer(403, "Permission denied"), "x"), Err(ConsulError::AclDenied { .. })));
-        assert!(matches!(expect_ok(&answer(500, "No cluster leader"), "x"), Err(ConsulError::NoLeader { .. })));
         assert!(matches!(
-            expect_ok(&answer(500, "rpc error making call: No cluster leader\n"), "x"),
+            expect_ok(&answer(403, "Permission denied"), "x"),
+            Err(ConsulError::AclDenied { .. })
+        ));
+        assert!(matches!(
+            expect_ok(&answer(500, "No cluster leader"), "x"),
+            Err(ConsulError::NoLeader { .. })
+        ));
+        assert!(matches!(
+            expect_ok(
+                &answer(500, "rpc error making call: No cluster leader\n"),
+                "x"
+            ),
             Err(ConsulError::NoLeader { .. })
         ));
         let e = expect_ok(&answer(500, "invalid session \"abc\""), "x").unwrap_err();
         assert!(matches!(e, ConsulError::Status { status: 500, .. }));
         assert!(e.is_retryable());
-        assert!(!ConsulError::AclDenied { action: "x", detail: String::new() }.is_retryable());
+        assert!(
+            !ConsulError::AclDenied {
+                action: "x",
+                detail: String::new()
+            }
+            .is_retryable()
+        );
     }
 
     #[test]
@@ -455,7 +503,10 @@ mod tests {
         assert_eq!(pairs[0].session.as_deref(), Some("s1"));
         assert_eq!(pairs[1].value, None);
         assert_eq!(pairs[1].session, None);
-        assert!(matches!(decode_pairs("{\"oops\":1}", "x"), Err(ConsulError::BadResponse { .. })));
+        assert!(matches!(
+            decode_pairs("{\"oops\":1}", "x"),
+            Err(ConsulError::BadResponse { .. })
+        ));
         assert!(matches!(
             decode_pairs(r#"[{"Key":"k","Value":"%%%"}]"#, "x"),
             Err(ConsulError::BadResponse { .. })
@@ -464,7 +515,10 @@ mod tests {
 
     #[test]
     fn keys_are_percent_encoded_per_segment() {
-        assert_eq!(encode_key("oracle-watchdog/nodes/node-1.a"), "oracle-watchdog/nodes/node-1.a");
+        assert_eq!(
+            encode_key("oracle-watchdog/nodes/node-1.a"),
+            "oracle-watchdog/nodes/node-1.a"
+        );
         assert_eq!(encode_key("a b/c?d"), "a%20b/c%3Fd");
     }
 

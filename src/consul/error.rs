@@ -72,7 +72,9 @@ impl ConsulError {
     pub fn is_connectivity(&self) -> bool {
         matches!(
             self,
-            ConsulError::Unreachable { .. } | ConsulError::Timeout { .. } | ConsulError::NoLeader { .. }
+            ConsulError::Unreachable { .. }
+                | ConsulError::Timeout { .. }
+                | ConsulError::NoLeader { .. }
         )
     }
 

@@ -44,19 +44,22 @@ impl ConsulSettings {
             })?,
             None => false,
         };
-        let base_url = base_url(address.trim(), ssl).map_err(|problem| ConsulSetupError::BadAddress {
-            source,
-            address: address.clone(),
-            problem,
-        })?;
+        let base_url =
+            base_url(address.trim(), ssl).map_err(|problem| ConsulSetupError::BadAddress {
+                source,
+                address: address.clone(),
+                problem,
+            })?;
 
         let token = match non_empty("CONSUL_HTTP_TOKEN_FILE") {
             Some(path) => {
                 let path = PathBuf::from(path);
-                let text = std::fs::read_to_string(&path).map_err(|e| ConsulSetupError::UnreadableFile {
-                    variable: "CONSUL_HTTP_TOKEN_FILE",
-                    path: path.clone(),
-                    detail: e.to_string(),
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    ConsulSetupError::UnreadableFile {
+                        variable: "CONSUL_HTTP_TOKEN_FILE",
+                        path: path.clone(),
+                        detail: e.to_string(),
+                    }
                 })?;
                 let t = text.trim();
                 if t.is_empty() {
@@ -103,7 +106,9 @@ fn base_url(address: &str, ssl: bool) -> Result<String, String> {
         Some(("http", rest)) => (if ssl { "https" } else { "http" }, rest),
         Some(("https", rest)) => ("https", rest),
         Some((other, _)) => {
-            return Err(format!("unsupported scheme {other:?} (use http:// or https://)"));
+            return Err(format!(
+                "unsupported scheme {other:?} (use http:// or https://)"
+            ));
         }
         None => (if ssl { "https" } else { "http" }, address),
     };
@@ -151,8 +156,14 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn resolve(config: Option<&str>, vars: &[(&str, &str)]) -> Result<ConsulSettings, ConsulSetupError> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    fn resolve(
+        config: Option<&str>,
+        vars: &[(&str, &str)],
+    ) -> Result<ConsulSettings, ConsulSetupError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         ConsulSettings::resolve(config, |k| map.get(k).cloned())
     }
 
@@ -169,8 +180,16 @@ mod tests {
             ("127.0.0.1:8500", &[][..], "http://127.0.0.1:8500"),
             ("http://10.0.0.1:8500/", &[][..], "http://10.0.0.1:8500"),
             ("https://c.example:8501", &[][..], "https://c.example:8501"),
-            ("c.example:8501", &[("CONSUL_HTTP_SSL", "true")][..], "https://c.example:8501"),
-            ("c.example:8500", &[("CONSUL_HTTP_SSL", "0")][..], "http://c.example:8500"),
+            (
+                "c.example:8501",
+                &[("CONSUL_HTTP_SSL", "true")][..],
+                "https://c.example:8501",
+            ),
+            (
+                "c.example:8500",
+                &[("CONSUL_HTTP_SSL", "0")][..],
+                "http://c.example:8500",
+            ),
         ];
         for (addr, extra, want) in cases {
             let mut vars = vec![("CONSUL_HTTP_ADDR", addr)];
@@ -188,7 +207,11 @@ mod tests {
     #[test]
     fn bad_values_are_setup_errors_naming_the_source() {
         let e = resolve(None, &[("CONSUL_HTTP_ADDR", "unix:///tmp/c.sock")]).unwrap_err();
-        assert!(e.to_string().starts_with("CONSUL_HTTP_ADDR: invalid Consul address"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("CONSUL_HTTP_ADDR: invalid Consul address"),
+            "{e}"
+        );
         let e = resolve(None, &[("CONSUL_HTTP_SSL", "yes please")]).unwrap_err();
         assert!(matches!(e, ConsulSetupError::BadBool { .. }));
         let e = resolve(Some("h:1/path"), &[]).unwrap_err();
@@ -203,14 +226,21 @@ mod tests {
         std::fs::write(&file, "file-token\n").unwrap();
         let s = resolve(
             None,
-            &[("CONSUL_HTTP_TOKEN", "env-token"), ("CONSUL_HTTP_TOKEN_FILE", file.to_str().unwrap())],
+            &[
+                ("CONSUL_HTTP_TOKEN", "env-token"),
+                ("CONSUL_HTTP_TOKEN_FILE", file.to_str().unwrap()),
+            ],
         )
         .unwrap();
         assert_eq!(s.token.unwrap().expose(), "file-token");
         let s = resolve(None, &[("CONSUL_HTTP_TOKEN", " env-token ")]).unwrap();
         assert_eq!(s.token.unwrap().expose(), "env-token");
         let missing = dir.join("nope");
-        let e = resolve(None, &[("CONSUL_HTTP_TOKEN_FILE", missing.to_str().unwrap())]).unwrap_err();
+        let e = resolve(
+            None,
+            &[("CONSUL_HTTP_TOKEN_FILE", missing.to_str().unwrap())],
+        )
+        .unwrap_err();
         assert!(matches!(e, ConsulSetupError::UnreadableFile { .. }));
         std::fs::remove_dir_all(&dir).ok();
     }

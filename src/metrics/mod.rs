@@ -73,7 +73,8 @@ pub fn register_build_info(registry: &Registry, mode: &str) -> Result<(), promet
         &["version", "mode"],
     )?;
     registry.register(Box::new(info.clone()))?;
-    info.with_label_values(&[env!("CARGO_PKG_VERSION"), mode]).set(1);
+    info.with_label_values(&[env!("CARGO_PKG_VERSION"), mode])
+        .set(1);
     Ok(())
 }
 
@@ -85,7 +86,11 @@ pub fn gauge(registry: &Registry, name: &str, help: &str) -> Result<IntGauge, pr
 }
 
 /// Creates and registers an integer counter.
-pub fn counter(registry: &Registry, name: &str, help: &str) -> Result<IntCounter, prometheus::Error> {
+pub fn counter(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+) -> Result<IntCounter, prometheus::Error> {
     let c = IntCounter::new(name, help)?;
     registry.register(Box::new(c.clone()))?;
     Ok(c)
@@ -119,8 +124,14 @@ mod tests {
             ("oracle_watchdog_session_renewals_total", "counter"),
             ("oracle_watchdog_session_failures_total", "counter"),
         ] {
-            assert!(text.contains(&format!("# TYPE {name} {kind}\n")), "{name} missing:\n{text}");
-            assert!(text.contains(&format!("\n{name} ")), "{name} has no unlabelled sample");
+            assert!(
+                text.contains(&format!("# TYPE {name} {kind}\n")),
+                "{name} missing:\n{text}"
+            );
+            assert!(
+                text.contains(&format!("\n{name} ")),
+                "{name} has no unlabelled sample"
+            );
         }
         assert!(text.contains("oracle_watchdog_session_renewals_total 1\n"));
     }

@@ -238,7 +238,11 @@ impl Heartbeat {
             (Step::Acquire, Outcome::Acquired(false)) => {
                 notes.push(Note::ConsulReachable(true));
                 notes.push(Note::LockConflict);
-                self.enter(Phase::Connecting, "heartbeat key held by another session", notes);
+                self.enter(
+                    Phase::Connecting,
+                    "heartbeat key held by another session",
+                    notes,
+                );
                 // Keep our session alive (renew first), then try again.
                 let delay = self.backoff.next_delay().min(self.timing.renew_interval);
                 self.schedule(Step::Renew, now + delay);
@@ -287,7 +291,11 @@ impl Heartbeat {
             self.session = None;
         }
         self.enter(Phase::Disconnected, "Consul request failed", notes);
-        let next = if self.session.is_some() { Step::Renew } else { Step::Create };
+        let next = if self.session.is_some() {
+            Step::Renew
+        } else {
+            Step::Create
+        };
         let delay = self.backoff.next_delay();
         self.schedule(next, now + delay);
     }
@@ -335,7 +343,12 @@ mod tests {
         let mut notes = Vec::new();
         assert_eq!(hb.poll(now, &mut notes), Some(Request::CreateSession));
         hb.on_outcome(Outcome::SessionCreated("s1".into()), now, &mut notes);
-        assert_eq!(hb.poll(now, &mut notes), Some(Request::Acquire { session: "s1".into() }));
+        assert_eq!(
+            hb.poll(now, &mut notes),
+            Some(Request::Acquire {
+                session: "s1".into()
+            })
+        );
         hb.on_outcome(Outcome::Acquired(true), now, &mut notes);
         notes
     }
@@ -373,16 +386,40 @@ mod tests {
         for cycle in 1..=360 {
             // One hour of heartbeats, 10 s apart.
             let t = cycle as f64 * 10.0;
-            assert_eq!(hb.poll(c.at(t - 0.001), &mut notes), None, "renewed early at {t}");
+            assert_eq!(
+                hb.poll(c.at(t - 0.001), &mut notes),
+                None,
+                "renewed early at {t}"
+            );
             assert_eq!(hb.next_wakeup(), Some(c.t0 + Duration::from_secs_f64(t)));
-            assert_eq!(hb.poll(c.at(t), &mut notes), Some(Request::Renew { session: "s1".into() }));
+            assert_eq!(
+                hb.poll(c.at(t), &mut notes),
+                Some(Request::Renew {
+                    session: "s1".into()
+                })
+            );
             hb.on_outcome(Outcome::Renewed, c.now, &mut notes);
-            assert_eq!(hb.poll(c.now, &mut notes), Some(Request::Verify { session: "s1".into() }));
-            hb.on_outcome(Outcome::KeyHolder(Some("s1".into())), c.at(t + 0.2), &mut notes);
+            assert_eq!(
+                hb.poll(c.now, &mut notes),
+                Some(Request::Verify {
+                    session: "s1".into()
+                })
+            );
+            hb.on_outcome(
+                Outcome::KeyHolder(Some("s1".into())),
+                c.at(t + 0.2),
+                &mut notes,
+            );
             renewals += 1;
         }
         assert_eq!(renewals, 360);
-        assert_eq!(notes.iter().filter(|n| **n == Note::RenewalSucceeded).count(), 360);
+        assert_eq!(
+            notes
+                .iter()
+                .filter(|n| **n == Note::RenewalSucceeded)
+                .count(),
+            360
+        );
         assert!(!notes.iter().any(|n| matches!(n, Note::Transition { .. })));
         assert_eq!(hb.phase(), Phase::Active);
     }
@@ -399,7 +436,12 @@ mod tests {
         assert!(notes.iter().any(|n| matches!(n, Note::SessionFailure(_))));
         assert_eq!(hb.poll(c.now, &mut notes), Some(Request::CreateSession));
         hb.on_outcome(Outcome::SessionCreated("s2".into()), c.now, &mut notes);
-        assert_eq!(hb.poll(c.now, &mut notes), Some(Request::Acquire { session: "s2".into() }));
+        assert_eq!(
+            hb.poll(c.now, &mut notes),
+            Some(Request::Acquire {
+                session: "s2".into()
+            })
+        );
         hb.on_outcome(Outcome::Acquired(true), c.now, &mut notes);
         assert_eq!(hb.phase(), Phase::Active);
         assert_eq!(hb.session(), Some("s2"));
@@ -416,25 +458,49 @@ mod tests {
         let mut delays = Vec::new();
         for _ in 0..12 {
             let req = hb.poll(c.at(t), &mut notes).expect("request due");
-            assert_eq!(req, Request::Renew { session: "s1".into() });
+            assert_eq!(
+                req,
+                Request::Renew {
+                    session: "s1".into()
+                }
+            );
             hb.on_outcome(down(), c.now, &mut notes);
             assert_eq!(hb.phase(), Phase::Disconnected);
             let next = hb.next_wakeup().unwrap();
             let delay = next - c.now;
-            assert!(delay <= timing.retry_max && delay >= timing.retry_initial / 2, "{delay:?}");
+            assert!(
+                delay <= timing.retry_max && delay >= timing.retry_initial / 2,
+                "{delay:?}"
+            );
             delays.push(delay);
             t = (next - c.t0).as_secs_f64();
         }
         // Backoff grows then stays at the cap's range.
         assert!(delays.last().unwrap() >= &(timing.retry_max / 2));
-        assert_eq!(notes.iter().filter(|n| **n == Note::ReconnectAttempt).count(), 11);
+        assert_eq!(
+            notes
+                .iter()
+                .filter(|n| **n == Note::ReconnectAttempt)
+                .count(),
+            11
+        );
         assert!(notes.contains(&Note::ConsulReachable(false)));
         // Consul comes back: the old session is still valid, so renew + acquire.
         let req = hb.poll(c.at(t), &mut notes).unwrap();
-        assert_eq!(req, Request::Renew { session: "s1".into() });
+        assert_eq!(
+            req,
+            Request::Renew {
+                session: "s1".into()
+            }
+        );
         hb.on_outcome(Outcome::Renewed, c.now, &mut notes);
         assert_eq!(hb.phase(), Phase::Connecting);
-        assert_eq!(hb.poll(c.now, &mut notes), Some(Request::Acquire { session: "s1".into() }));
+        assert_eq!(
+            hb.poll(c.now, &mut notes),
+            Some(Request::Acquire {
+                session: "s1".into()
+            })
+        );
         hb.on_outcome(Outcome::Acquired(true), c.now, &mut notes);
         assert_eq!(hb.phase(), Phase::Active);
         // After recovery the backoff starts from the beginning again.
@@ -473,7 +539,12 @@ mod tests {
         for round in 0..20 {
             let req = hb.poll(c.now, &mut notes).unwrap();
             if round > 0 {
-                assert_eq!(req, Request::Renew { session: "mine".into() });
+                assert_eq!(
+                    req,
+                    Request::Renew {
+                        session: "mine".into()
+                    }
+                );
                 hb.on_outcome(Outcome::Renewed, c.now, &mut notes);
                 hb.poll(c.now, &mut notes).unwrap();
             }
@@ -484,7 +555,10 @@ mod tests {
             assert!(wait <= timing.renew_interval && wait > Duration::ZERO);
             c.now = hb.next_wakeup().unwrap();
         }
-        assert_eq!(notes.iter().filter(|n| **n == Note::LockConflict).count(), 20);
+        assert_eq!(
+            notes.iter().filter(|n| **n == Note::LockConflict).count(),
+            20
+        );
     }
 
     #[test]
@@ -499,7 +573,12 @@ mod tests {
         hb.on_outcome(Outcome::KeyHolder(None), c.now, &mut notes);
         assert!(notes.contains(&Note::KeyLost { holder: None }));
         assert_eq!(hb.phase(), Phase::Connecting);
-        assert_eq!(hb.poll(c.now, &mut notes), Some(Request::Acquire { session: "s1".into() }));
+        assert_eq!(
+            hb.poll(c.now, &mut notes),
+            Some(Request::Acquire {
+                session: "s1".into()
+            })
+        );
     }
 
     #[test]

@@ -124,7 +124,11 @@ pub fn run(
         }
     };
 
-    tracing::info!(signal = signal.map(|s| s.signal), phase = hb.phase().as_str(), "monitor shutting down");
+    tracing::info!(
+        signal = signal.map(|s| s.signal),
+        phase = hb.phase().as_str(),
+        "monitor shutting down"
+    );
     drop(req_tx);
     if let Some(session) = hb.session() {
         let started = Instant::now();
@@ -156,8 +160,14 @@ struct Worker {
 impl Worker {
     fn execute(&self, request: &Request) -> Outcome {
         let result = match request {
-            Request::CreateSession => self.client.create_session(&self.spec).map(Outcome::SessionCreated),
-            Request::Acquire { session } => self.client.acquire(&self.key, session, &self.value).map(Outcome::Acquired),
+            Request::CreateSession => self
+                .client
+                .create_session(&self.spec)
+                .map(Outcome::SessionCreated),
+            Request::Acquire { session } => self
+                .client
+                .acquire(&self.key, session, &self.value)
+                .map(Outcome::Acquired),
             Request::Renew { session } => match self.client.renew_session(session) {
                 Ok(()) => Ok(Outcome::Renewed),
                 Err(ConsulError::NotFound { .. }) => Ok(Outcome::SessionGone),
@@ -184,18 +194,21 @@ fn spawn_worker(
     requests: Receiver<Request>,
     outcomes: Sender<Outcome>,
 ) -> Option<std::thread::JoinHandle<()>> {
-    let spawned = std::thread::Builder::new().name("consul-heartbeat".into()).spawn(move || {
-        // Ends when the coordinator drops its request sender.
-        for request in requests.iter() {
-            let outcome = catch_unwind(AssertUnwindSafe(|| worker.execute(&request))).unwrap_or_else(|_| Outcome::Failed {
-                kind: FailureKind::Rejected,
-                message: "internal error: heartbeat request panicked".into(),
-            });
-            if outcomes.send(outcome).is_err() {
-                return;
+    let spawned = std::thread::Builder::new()
+        .name("consul-heartbeat".into())
+        .spawn(move || {
+            // Ends when the coordinator drops its request sender.
+            for request in requests.iter() {
+                let outcome = catch_unwind(AssertUnwindSafe(|| worker.execute(&request)))
+                    .unwrap_or_else(|_| Outcome::Failed {
+                        kind: FailureKind::Rejected,
+                        message: "internal error: heartbeat request panicked".into(),
+                    });
+                if outcomes.send(outcome).is_err() {
+                    return;
+                }
             }
-        }
-    });
+        });
     match spawned {
         Ok(handle) => Some(handle),
         Err(e) => {
@@ -259,13 +272,27 @@ fn apply(notes: &mut Vec<Note>, metrics: &MonitorMetrics, summary: &mut Summary,
             Note::Transition { from, to, reason } => {
                 metrics.session_active.set(i64::from(to == Phase::Active));
                 if to == Phase::Disconnected {
-                    tracing::warn!(node, from = from.as_str(), to = to.as_str(), reason, "heartbeat state changed");
+                    tracing::warn!(
+                        node,
+                        from = from.as_str(),
+                        to = to.as_str(),
+                        reason,
+                        "heartbeat state changed"
+                    );
                 } else {
-                    tracing::info!(node, from = from.as_str(), to = to.as_str(), reason, "heartbeat state changed");
+                    tracing::info!(
+                        node,
+                        from = from.as_str(),
+                        to = to.as_str(),
+                        reason,
+                        "heartbeat state changed"
+                    );
                 }
             }
             Note::ConsulReachable(up) => metrics.consul_connected.set(i64::from(up)),
-            Note::SessionCreated(id) => tracing::info!(node, session = %id, "consul session created"),
+            Note::SessionCreated(id) => {
+                tracing::info!(node, session = %id, "consul session created")
+            }
             Note::RenewalSucceeded => {
                 metrics.session_renewals.inc();
                 summary.renewals += 1;
@@ -288,7 +315,11 @@ fn apply(notes: &mut Vec<Note>, metrics: &MonitorMetrics, summary: &mut Summary,
                 );
             }
             Note::KeyLost { holder } => {
-                tracing::warn!(node, holder = holder.as_deref().unwrap_or("nobody"), "heartbeat key no longer held by our session; re-acquiring");
+                tracing::warn!(
+                    node,
+                    holder = holder.as_deref().unwrap_or("nobody"),
+                    "heartbeat key no longer held by our session; re-acquiring"
+                );
             }
         }
     }
@@ -300,7 +331,8 @@ mod tests {
 
     #[test]
     fn heartbeat_value_is_documented_json() {
-        let v: serde_json::Value = serde_json::from_slice(&heartbeat_value("n1", SystemTime::UNIX_EPOCH)).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&heartbeat_value("n1", SystemTime::UNIX_EPOCH)).unwrap();
         assert_eq!(v["node"], "n1");
         assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
         assert_eq!(v["started_at"], "1970-01-01T00:00:00Z");

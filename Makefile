@@ -1,0 +1,71 @@
+# oracle-watchdog build, test and packaging entry points.
+# `make test` is what CI runs (via .ci/run); it installs what it needs itself.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+REV := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+export OW_BUILD_REV := $(REV)
+DIST := dist
+TARGETS := x86_64-unknown-linux-musl aarch64-unknown-linux-musl
+# Cross C toolchain for ring on aarch64 musl (Debian's gcc-aarch64-linux-gnu).
+export CC_aarch64_unknown_linux_musl := aarch64-linux-gnu-gcc
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER := aarch64-linux-gnu-gcc
+# Packages the tests use: python venv support, file(1) for static checks.
+TEST_APT := python3-venv file
+
+.PHONY: all build release test test-rust test-python lint fmt fmt-check clippy static run clean deps
+
+all: build
+
+## build: debug build of the daemon and the stand-ins
+build:
+	$(CARGO) build --workspace --bins
+
+## release: optimised native binary in target/release
+release:
+	$(CARGO) build --release --bin oracle-watchdog
+
+deps:
+	@scripts/ensure.sh apt $(TEST_APT) venv
+
+## test: everything a change must pass (unit, integration against stand-ins, Python cross-checks)
+test: deps build test-rust test-python
+
+test-rust:
+	$(CARGO) test --workspace --all-targets
+
+test-python:
+	STANDINS_BIN=$(CURDIR)/target/debug/watchdog-standins .venv/bin/python -m pytest -q tests/python
+
+## lint: formatting and clippy with warnings as errors
+lint: fmt-check clippy
+
+fmt:
+	$(CARGO) fmt --all
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## static: stripped static musl binaries for x86_64 and aarch64 in dist/
+static:
+	@scripts/ensure.sh rust-targets apt gcc-aarch64-linux-gnu file
+	@mkdir -p $(DIST)
+	@for t in $(TARGETS); do \
+	  $(CARGO) build --release --locked --target $$t --bin oracle-watchdog || exit 1; \
+	  arch=$${t%%-*}; out=$(DIST)/oracle-watchdog-$(VERSION)-linux-$$arch; \
+	  cp target/$$t/release/oracle-watchdog $$out; \
+	  printf '%-48s %8d bytes (%s KiB)  %s\n' $$out $$(stat -c %s $$out) $$(( $$(stat -c %s $$out) / 1024 )) \
+	    "$$(file -b $$out | grep -Eo '(ARM aarch64|x86-64)|static(-pie)? linked|stripped' | paste -sd, -)"; \
+	done
+
+## run: monitor mode against $CONSUL_HTTP_ADDR with text logs (node name = hostname)
+run: build
+	./target/debug/oracle-watchdog -mode monitor -log-format text $(ARGS)
+
+clean:
+	$(CARGO) clean
+	rm -rf $(DIST)
