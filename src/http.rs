@@ -55,7 +55,9 @@ pub fn agent(timeouts: Timeouts, roots: &TrustRoots) -> ureq::Agent {
         TrustRoots::Bundled => ureq::tls::RootCerts::WebPki,
         TrustRoots::Custom(certs) => ureq::tls::RootCerts::new_with_certs(certs),
     };
-    let tls = ureq::tls::TlsConfig::builder().root_certs(root_certs).build();
+    let tls = ureq::tls::TlsConfig::builder()
+        .root_certs(root_certs)
+        .build();
     ureq::Agent::config_builder()
         .timeout_connect(Some(timeouts.connect))
         .timeout_global(Some(timeouts.total))

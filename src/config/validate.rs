@@ -20,25 +20,22 @@ pub(crate) fn validate(c: &Config, mode: Mode) -> Check {
         Mode::Agent => agent(c)?,
         Mode::Monitor => monitor(c)?,
     }
-    if let Some(addr) = &c.metrics_address {
-        if !is_listen_address(addr) {
-            return invalid(
-                "metrics_address",
-                format!(
-                    "expected [host]:port such as \":9105\" or \"127.0.0.1:9105\", got {addr:?}"
-                ),
-            );
-        }
+    if let Some(addr) = &c.metrics_address
+        && !is_listen_address(addr)
+    {
+        return invalid(
+            "metrics_address",
+            format!("expected [host]:port such as \":9105\" or \"127.0.0.1:9105\", got {addr:?}"),
+        );
     }
-    if let Some(ep) = &c.tracing.endpoint {
-        if !is_http_url(ep) && !is_host_port(ep) {
-            return invalid(
-                "tracing.endpoint",
-                format!(
-                    "expected an http(s) URL or host:port such as \"localhost:4318\", got {ep:?}"
-                ),
-            );
-        }
+    if let Some(ep) = &c.tracing.endpoint
+        && !is_http_url(ep)
+        && !is_host_port(ep)
+    {
+        return invalid(
+            "tracing.endpoint",
+            format!("expected an http(s) URL or host:port such as \"localhost:4318\", got {ep:?}"),
+        );
     }
     Ok(())
 }
@@ -54,15 +51,15 @@ fn agent(c: &Config) -> Check {
     if c.oci.profile.trim().is_empty() {
         return missing("oci.profile");
     }
-    if let Some(ep) = &c.oci.endpoint {
-        if !is_http_url(ep) {
-            return invalid(
-                "oci.endpoint",
-                format!(
-                    "expected an http(s) URL such as \"https://iaas.us-ashburn-1.oraclecloud.com\", got {ep:?}"
-                ),
-            );
-        }
+    if let Some(ep) = &c.oci.endpoint
+        && !is_http_url(ep)
+    {
+        return invalid(
+            "oci.endpoint",
+            format!(
+                "expected an http(s) URL such as \"https://iaas.us-ashburn-1.oraclecloud.com\", got {ep:?}"
+            ),
+        );
     }
     if c.nodes.is_empty() {
         return Err(ConfigError::at(
