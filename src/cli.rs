@@ -22,6 +22,7 @@ pub const DEFAULT_CONFIG: &str = "/etc/oracle-watchdog/config.yaml";
 pub const USAGE: &str = "\
 usage: oracle-watchdog -mode monitor|agent [options]
        oracle-watchdog monitor|agent [options]
+       oracle-watchdog check [-config PATH]
        oracle-watchdog --help | --version";
 
 /// Full help text.
@@ -34,6 +35,8 @@ pub fn help() -> String {
 Modes:
   monitor   run on an Oracle node: hold a Consul session + heartbeat key
   agent     run elsewhere: restart instances whose heartbeat is gone
+  check     validate the config and test Consul and (agent config) OCI access
+            for every node; exit 0 only when everything works
 
 Options (one or two dashes; -flag=value works too):
   -mode MODE            monitor or agent (or give the mode as the first word)
@@ -67,6 +70,11 @@ Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.",
 pub enum Command {
     /// Run a daemon mode.
     Run(RunOptions),
+    /// Validate a config file and test its connections.
+    Check {
+        /// The config file.
+        config: PathBuf,
+    },
     /// Print help.
     Help,
     /// Print the version.
@@ -211,11 +219,16 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, UsageError> {
         }
     };
     let mode = match mode_name.as_str() {
+        "check" => {
+            return Ok(Command::Check {
+                config: config.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG)),
+            });
+        }
         "monitor" => RunMode::Monitor,
         "agent" => RunMode::Agent,
         other => {
             return Err(UsageError(format!(
-                "unknown mode {other:?}: use monitor or agent"
+                "unknown mode {other:?}: use monitor, agent or check"
             )));
         }
     };
@@ -275,6 +288,7 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Command::Run(opts)) => run(opts),
+        Ok(Command::Check { config }) => crate::check::run(&config),
         Err(e) => {
             eprintln!("oracle-watchdog: {e}\n{USAGE}\nTry 'oracle-watchdog --help' for more.");
             ExitCode::from(2)
@@ -325,10 +339,7 @@ fn run(opts: RunOptions) -> ExitCode {
     }
     match opts.mode {
         RunMode::Monitor => run_monitor(&opts, &config, consul, listen),
-        RunMode::Agent => fail(
-            1,
-            "oracle-watchdog: agent mode is not available in this build yet (only monitor mode is implemented)",
-        ),
+        RunMode::Agent => run_agent(&opts, &config, consul, listen),
     }
 }
 
@@ -392,6 +403,82 @@ fn run_monitor(
     ExitCode::SUCCESS
 }
 
+fn run_agent(
+    opts: &RunOptions,
+    config: &Config,
+    consul: ConsulSettings,
+    listen: std::net::SocketAddr,
+) -> ExitCode {
+    use crate::agent::cycle::CycleSettings;
+    use crate::agent::tracker::TrackerSettings;
+    use crate::agent::{self, AgentOptions};
+
+    let setup = match crate::oci::connect(&config.oci) {
+        Ok(s) => s,
+        Err(e) => return fail(2, format!("config error: {e}")),
+    };
+    for w in &setup.warnings {
+        tracing::warn!(warning = %w, "OCI key file");
+    }
+    let registry = prometheus::Registry::new();
+    let names: Vec<&str> = config.nodes.iter().map(|n| n.name.as_str()).collect();
+    let metrics = match crate::metrics::AgentMetrics::register(&registry, names).and_then(|m| {
+        metrics::register_build_info(&registry, "agent")?;
+        Ok(m)
+    }) {
+        Ok(m) => m,
+        Err(e) => return fail(1, format!("oracle-watchdog: cannot set up metrics: {e}")),
+    };
+    let shutdown = match crate::shutdown::install() {
+        Ok(rx) => rx,
+        Err(e) => {
+            return fail(
+                1,
+                format!("oracle-watchdog: cannot install signal handlers: {e}"),
+            );
+        }
+    };
+    let server = match MetricsServer::start(listen, registry, "agent") {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start metrics thread; continuing without metrics");
+            None
+        }
+    };
+    let a = &config.agent;
+    let agent_opts = AgentOptions {
+        nodes: config.nodes.clone(),
+        tracker: TrackerSettings {
+            timeout: config.timeout,
+            max_restart_attempts: config.max_restart_attempts,
+            max_concurrent_restarts: a.max_concurrent_restarts,
+            max_missing_fraction: (a.max_missing_percent > 0)
+                .then(|| f64::from(a.max_missing_percent) / 100.0),
+            dry_run: opts.dry_run,
+        },
+        cycle: CycleSettings {
+            poll_interval: a.poll_interval,
+            phase_timeout: a.phase_timeout,
+            ..CycleSettings::default()
+        },
+        check_interval: config.check_interval,
+        leader_ttl: a.leader_ttl,
+        shutdown_grace: a.shutdown_grace,
+        identity: crate::agent::records::agent_identity(),
+    };
+    agent::run(
+        agent_opts,
+        ConsulClient::new(&consul),
+        setup.client,
+        metrics,
+        shutdown,
+    );
+    if let Some(s) = server {
+        s.stop();
+    }
+    ExitCode::SUCCESS
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -435,6 +522,11 @@ mod tests {
         assert_eq!(o.mode, RunMode::Monitor);
         assert_eq!(o.metrics_address.as_deref(), Some("127.0.0.1:9999"));
         assert_eq!(run_opts("agent -mode agent").mode, RunMode::Agent);
+        let check = Command::Check {
+            config: PathBuf::from("c.yaml"),
+        };
+        assert_eq!(parse(args("check -config c.yaml")), Ok(check.clone()));
+        assert_eq!(parse(args("-mode check --config=c.yaml")), Ok(check));
     }
 
     #[test]

@@ -11,7 +11,9 @@
 //! state machines with an injected `now` (see `monitor::heartbeat`), so they are
 //! tested in virtual time. See ARCHITECTURE.md for the thread and data-flow map.
 
+pub mod agent;
 pub mod backoff;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod consul;

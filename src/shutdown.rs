@@ -21,18 +21,20 @@ pub struct ShutdownRequested {
 pub fn install() -> std::io::Result<Receiver<ShutdownRequested>> {
     let mut signals = Signals::new([SIGTERM, SIGINT])?;
     let (tx, rx) = unbounded();
-    std::thread::Builder::new().name("signals".into()).spawn(move || {
-        let mut received = 0;
-        for signal in signals.forever() {
-            received += 1;
-            if received >= 3 {
-                eprintln!("oracle-watchdog: third termination signal, exiting immediately");
-                std::process::exit(130);
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut received = 0;
+            for signal in signals.forever() {
+                received += 1;
+                if received >= 3 {
+                    eprintln!("oracle-watchdog: third termination signal, exiting immediately");
+                    std::process::exit(130);
+                }
+                if tx.send(ShutdownRequested { signal }).is_err() {
+                    return;
+                }
             }
-            if tx.send(ShutdownRequested { signal }).is_err() {
-                return;
-            }
-        }
-    })?;
+        })?;
     Ok(rx)
 }

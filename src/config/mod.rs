@@ -66,6 +66,8 @@ pub struct Config {
     pub metrics_address: Option<String>,
     /// Monitor-mode heartbeat timing (`monitor:` block).
     pub monitor: MonitorSettings,
+    /// Agent-mode restart and election tuning (`agent:` block).
+    pub agent: AgentSettings,
     /// How the agent reaches OCI (`oci:` block).
     pub oci: OciSettings,
     /// The instances the agent watches and may restart.
@@ -85,6 +87,41 @@ pub struct MonitorSettings {
     pub session_ttl: Duration,
     /// How often the session is renewed (default 10s; at most half the TTL).
     pub renew_interval: Duration,
+}
+
+/// Agent-mode tuning beyond the spec's keys: restart cycle timers, safety
+/// valves and standby election.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentSettings {
+    /// Time between instance state reads during a restart cycle (default 10s).
+    pub poll_interval: Duration,
+    /// Longest time one cycle phase (e.g. waiting for STOPPED) may last (default 5m).
+    pub phase_timeout: Duration,
+    /// Restart cycles allowed at once; 0 = unlimited (default 0).
+    pub max_concurrent_restarts: u32,
+    /// Hold all restarts while more than this percentage of the (non-maintenance)
+    /// nodes are missing at once, which points at the agent's own network
+    /// rather than at the nodes; 0 = off (default 0).
+    pub max_missing_percent: u32,
+    /// TTL of the leader lock session; a dead leader is replaced within about
+    /// one to two TTLs (default 15s, Consul allows 10s..24h).
+    pub leader_ttl: Duration,
+    /// On SIGTERM, how long running cycles may go on before they are left in
+    /// KV for the next leader (default 30s).
+    pub shutdown_grace: Duration,
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        AgentSettings {
+            poll_interval: Duration::from_secs(10),
+            phase_timeout: Duration::from_secs(300),
+            max_concurrent_restarts: 0,
+            max_missing_percent: 0,
+            leader_ttl: Duration::from_secs(15),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
 }
 
 /// Where the agent finds its OCI credentials and API.
@@ -275,6 +312,7 @@ impl Config {
             max_restart_attempts: 0,
             metrics_address: None,
             monitor: MonitorSettings::default(),
+            agent: AgentSettings::default(),
             oci: OciSettings::default(),
             nodes: Vec::new(),
             wireguard: None,

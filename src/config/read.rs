@@ -5,8 +5,8 @@ use super::error::{ConfigError, ConfigErrorKind};
 use super::suggest::suggest;
 use super::yaml::{Node, Table, list_string, wrong_type};
 use super::{
-    CloudflareSettings, Config, MonitorSettings, NodeConfig, OciSettings, TracingSettings,
-    WanDnsSettings, WireguardBackend, WireguardSettings,
+    AgentSettings, CloudflareSettings, Config, MonitorSettings, NodeConfig, OciSettings,
+    TracingSettings, WanDnsSettings, WireguardBackend, WireguardSettings,
 };
 
 const TOP_KEYS: &[&str] = &[
@@ -16,6 +16,7 @@ const TOP_KEYS: &[&str] = &[
     "max_restart_attempts",
     "metrics_address",
     "monitor",
+    "agent",
     "oci",
     "nodes",
     "wireguard",
@@ -23,6 +24,14 @@ const TOP_KEYS: &[&str] = &[
     "tracing",
 ];
 const MONITOR_KEYS: &[&str] = &["session_ttl", "renew_interval"];
+const AGENT_KEYS: &[&str] = &[
+    "poll_interval",
+    "phase_timeout",
+    "max_concurrent_restarts",
+    "max_missing_percent",
+    "leader_ttl",
+    "shutdown_grace",
+];
 const OCI_KEYS: &[&str] = &["config_path", "profile", "endpoint"];
 const NODE_KEYS: &[&str] = &["name", "instance_id", "compartment_id", "region"];
 const WIREGUARD_KEYS: &[&str] = &[
@@ -63,6 +72,9 @@ pub(crate) fn config(root: &Node) -> Result<Config, ConfigError> {
     if let Some(t) = top.table("monitor", MONITOR_KEYS)? {
         c.monitor = monitor(&t)?;
     }
+    if let Some(t) = top.table("agent", AGENT_KEYS)? {
+        c.agent = agent(&t)?;
+    }
     if let Some(t) = top.table("oci", OCI_KEYS)? {
         c.oci = oci(&t)?;
     }
@@ -90,6 +102,7 @@ pub(crate) fn config(root: &Node) -> Result<Config, ConfigError> {
 /// Where each nested key lives, for top-level keys written one level too high.
 const NESTED: &[(&str, &[&str])] = &[
     ("monitor", MONITOR_KEYS),
+    ("agent", AGENT_KEYS),
     ("oci", OCI_KEYS),
     ("nodes[]", NODE_KEYS),
     ("wireguard", WIREGUARD_KEYS),
@@ -137,6 +150,23 @@ fn monitor(t: &Table) -> Result<MonitorSettings, ConfigError> {
     set(&mut m.session_ttl, t.duration("session_ttl")?);
     set(&mut m.renew_interval, t.duration("renew_interval")?);
     Ok(m)
+}
+
+fn agent(t: &Table) -> Result<AgentSettings, ConfigError> {
+    let mut a = AgentSettings::default();
+    set(&mut a.poll_interval, t.duration("poll_interval")?);
+    set(&mut a.phase_timeout, t.duration("phase_timeout")?);
+    set(
+        &mut a.max_concurrent_restarts,
+        t.uint("max_concurrent_restarts", u32::MAX)?,
+    );
+    set(
+        &mut a.max_missing_percent,
+        t.uint("max_missing_percent", 100)?,
+    );
+    set(&mut a.leader_ttl, t.duration("leader_ttl")?);
+    set(&mut a.shutdown_grace, t.duration("shutdown_grace")?);
+    Ok(a)
 }
 
 fn oci(t: &Table) -> Result<OciSettings, ConfigError> {

@@ -45,6 +45,37 @@ fn agent(c: &Config) -> Check {
         return invalid("timeout", "must be greater than 0 (e.g. \"5m\")");
     }
     at_least("check_interval", c.check_interval, Duration::from_secs(1))?;
+    at_least(
+        "agent.poll_interval",
+        c.agent.poll_interval,
+        Duration::from_secs(1),
+    )?;
+    if c.agent.phase_timeout < c.agent.poll_interval {
+        return invalid(
+            "agent.phase_timeout",
+            "must be at least agent.poll_interval (a phase needs time for one state read)",
+        );
+    }
+    at_least(
+        "agent.leader_ttl",
+        c.agent.leader_ttl,
+        Duration::from_secs(10),
+    )?;
+    if c.agent.leader_ttl > Duration::from_secs(24 * 3600) {
+        return invalid(
+            "agent.leader_ttl",
+            "must be at most 24h (Consul's session TTL limit)",
+        );
+    }
+    if c.agent.max_missing_percent > 100 {
+        return invalid(
+            "agent.max_missing_percent",
+            format!(
+                "{} is not a percentage (0 to 100; 0 = off)",
+                c.agent.max_missing_percent
+            ),
+        );
+    }
     if c.oci.config_path.as_os_str().is_empty() {
         return missing("oci.config_path");
     }

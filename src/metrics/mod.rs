@@ -6,7 +6,7 @@
 
 pub mod server;
 
-use prometheus::{IntCounter, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 pub use server::{MetricsServer, default_listen_address, parse_listen_address};
 
@@ -65,6 +65,140 @@ impl MonitorMetrics {
     }
 }
 
+/// The agent mode's metric families (spec table "Agent Mode (:9105)", the
+/// restart and Consul rows; the WAN-DNS rows arrive with that feature).
+#[derive(Clone)]
+pub struct AgentMetrics {
+    /// `oracle_watchdog_agent_consul_connected`.
+    pub consul_connected: IntGauge,
+    /// `oracle_watchdog_agent_oci_connected`.
+    pub oci_connected: IntGauge,
+    /// `oracle_watchdog_agent_nodes_monitored`: configured nodes.
+    pub nodes_monitored: IntGauge,
+    /// `oracle_watchdog_agent_nodes_missing`.
+    pub nodes_missing: IntGauge,
+    /// `oracle_watchdog_agent_restart_attempts_total{node}`.
+    pub restart_attempts: IntCounterVec,
+    /// `oracle_watchdog_agent_restart_successes_total{node}`.
+    pub restart_successes: IntCounterVec,
+    /// `oracle_watchdog_agent_restart_failures_total{node}`.
+    pub restart_failures: IntCounterVec,
+    /// `oracle_watchdog_agent_consul_check_failures_total`.
+    pub consul_check_failures: IntCounter,
+    /// Extra: `oracle_watchdog_agent_leader`, 1 while this agent may act.
+    pub leader: IntGauge,
+    /// Extra: `oracle_watchdog_agent_restarts_in_flight`.
+    pub restarts_in_flight: IntGauge,
+    /// Extra: `oracle_watchdog_agent_restart_guard_active`, 1 while the
+    /// mass-outage guard holds all restarts.
+    pub guard_active: IntGauge,
+    /// Extra: `oracle_watchdog_agent_nodes_in_maintenance`.
+    pub nodes_in_maintenance: IntGauge,
+    /// Extra: `oracle_watchdog_agent_restarts_exhausted_total{node}`: gave up
+    /// after `max_restart_attempts`.
+    pub restarts_exhausted: IntCounterVec,
+}
+
+impl AgentMetrics {
+    /// Creates and registers the agent families; every node-labelled
+    /// counter starts at 0 for each configured node so dashboards and
+    /// `increase()` see the series from the beginning.
+    pub fn register<'a>(
+        registry: &Registry,
+        nodes: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Self, prometheus::Error> {
+        let m = AgentMetrics {
+            consul_connected: gauge(
+                registry,
+                "oracle_watchdog_agent_consul_connected",
+                "Consul connection status",
+            )?,
+            oci_connected: gauge(
+                registry,
+                "oracle_watchdog_agent_oci_connected",
+                "OCI connection status",
+            )?,
+            nodes_monitored: gauge(
+                registry,
+                "oracle_watchdog_agent_nodes_monitored",
+                "Number of configured nodes",
+            )?,
+            nodes_missing: gauge(
+                registry,
+                "oracle_watchdog_agent_nodes_missing",
+                "Currently missing nodes",
+            )?,
+            restart_attempts: counter_vec(
+                registry,
+                "oracle_watchdog_agent_restart_attempts_total",
+                "Restart attempts per node",
+            )?,
+            restart_successes: counter_vec(
+                registry,
+                "oracle_watchdog_agent_restart_successes_total",
+                "Successful restarts per node",
+            )?,
+            restart_failures: counter_vec(
+                registry,
+                "oracle_watchdog_agent_restart_failures_total",
+                "Failed restarts per node",
+            )?,
+            consul_check_failures: counter(
+                registry,
+                "oracle_watchdog_agent_consul_check_failures_total",
+                "Consul KV check failures",
+            )?,
+            leader: gauge(
+                registry,
+                "oracle_watchdog_agent_leader",
+                "1 while this agent holds the leader lock and may restart instances",
+            )?,
+            restarts_in_flight: gauge(
+                registry,
+                "oracle_watchdog_agent_restarts_in_flight",
+                "Restart cycles currently running",
+            )?,
+            guard_active: gauge(
+                registry,
+                "oracle_watchdog_agent_restart_guard_active",
+                "1 while the mass-outage guard holds all restarts",
+            )?,
+            nodes_in_maintenance: gauge(
+                registry,
+                "oracle_watchdog_agent_nodes_in_maintenance",
+                "Nodes currently in maintenance",
+            )?,
+            restarts_exhausted: counter_vec(
+                registry,
+                "oracle_watchdog_agent_restarts_exhausted_total",
+                "Times a node reached max_restart_attempts",
+            )?,
+        };
+        for node in nodes {
+            for vec in [
+                &m.restart_attempts,
+                &m.restart_successes,
+                &m.restart_failures,
+                &m.restarts_exhausted,
+            ] {
+                vec.with_label_values(&[node]).inc_by(0);
+            }
+        }
+        Ok(m)
+    }
+}
+
+/// Creates and registers a counter family labelled by `node`.
+fn counter_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+) -> Result<IntCounterVec, prometheus::Error> {
+    let c = IntCounterVec::new(Opts::new(name, help), &["node"])?;
+    registry.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
 /// Registers `oracle_watchdog_build_info{version,mode} 1`, so dashboards can
 /// tell which version runs where.
 pub fn register_build_info(registry: &Registry, mode: &str) -> Result<(), prometheus::Error> {
@@ -110,6 +244,36 @@ pub fn render(registry: &Registry) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn agent_families_have_the_spec_names_and_start_at_zero_per_node() {
+        let r = Registry::new();
+        let m = AgentMetrics::register(&r, ["n1", "n2"]).unwrap();
+        m.restart_attempts.with_label_values(&["n1"]).inc();
+        let text = render(&r);
+        for (name, kind) in [
+            ("oracle_watchdog_agent_consul_connected", "gauge"),
+            ("oracle_watchdog_agent_oci_connected", "gauge"),
+            ("oracle_watchdog_agent_nodes_monitored", "gauge"),
+            ("oracle_watchdog_agent_nodes_missing", "gauge"),
+            ("oracle_watchdog_agent_restart_attempts_total", "counter"),
+            ("oracle_watchdog_agent_restart_successes_total", "counter"),
+            ("oracle_watchdog_agent_restart_failures_total", "counter"),
+            (
+                "oracle_watchdog_agent_consul_check_failures_total",
+                "counter",
+            ),
+        ] {
+            assert!(
+                text.contains(&format!("# TYPE {name} {kind}\n")),
+                "{name} missing:\n{text}"
+            );
+        }
+        assert!(text.contains("oracle_watchdog_agent_restart_attempts_total{node=\"n1\"} 1\n"));
+        assert!(text.contains("oracle_watchdog_agent_restart_attempts_total{node=\"n2\"} 0\n"));
+        assert!(text.contains("oracle_watchdog_agent_restart_failures_total{node=\"n2\"} 0\n"));
+        assert!(text.contains("oracle_watchdog_agent_restart_successes_total{node=\"n1\"} 0\n"));
+    }
 
     #[test]
     fn monitor_families_have_the_spec_names_and_types() {

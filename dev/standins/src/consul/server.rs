@@ -305,13 +305,14 @@ impl Core {
                     previous
                 };
                 core.changed.notify_all();
-                if previous == Mode::Refuse && !matches!(fault, Fault::Latency(_)) {
-                    if let Err(err) = core.come_back(&mut listener) {
-                        eprintln!(
-                            "consul stand-in: could not listen again on {}: {err}",
-                            core.addr
-                        );
-                    }
+                if previous == Mode::Refuse
+                    && !matches!(fault, Fault::Latency(_))
+                    && let Err(err) = core.come_back(&mut listener)
+                {
+                    eprintln!(
+                        "consul stand-in: could not listen again on {}: {err}",
+                        core.addr
+                    );
                 }
             })?;
         let mut background = lock(&self.background);

@@ -1,0 +1,372 @@
+//! Agent mode end to end: real agent and monitor processes against the
+//! Consul and OCI stand-ins, with short timers.
+//!
+//! The Consul stand-in expires sessions after 0.5 x TTL (5 s for the 10 s
+//! minimum TTL) so a killed monitor's key vanishes quickly; the agent's
+//! timeout is 2 s and the OCI stand-in's transitions take 300 ms.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{Daemon, temp_dir, wait_until, write_file};
+use oracle_watchdog::oci::ApiKey;
+use watchdog_standins::consul::{ConsulOptions, ConsulStandin, Fault};
+use watchdog_standins::oci::{LifecycleState, OciOptions, OciStandin};
+
+const TENANCY: &str = "ocid1.tenancy.oc1..agenttest";
+const USER: &str = "ocid1.user.oc1..agenttest";
+const I1: &str = "ocid1.instance.oc1.iad.agentone";
+const I2: &str = "ocid1.instance.oc1.iad.agenttwo";
+const SEC: Duration = Duration::from_secs(1);
+
+struct World {
+    consul: ConsulStandin,
+    oci: OciStandin,
+    dir: PathBuf,
+    monitors: Vec<(String, Daemon)>,
+}
+
+impl World {
+    fn new() -> World {
+        let consul = ConsulStandin::start_with(ConsulOptions {
+            expiry_factor: 0.5,
+            ..ConsulOptions::default()
+        })
+        .unwrap();
+        let oci = OciStandin::start_with(OciOptions {
+            transition_time: Duration::from_millis(300),
+            ..OciOptions::default()
+        })
+        .unwrap();
+        let key_file =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/oci/keys/pkcs8.pem");
+        let key = ApiKey::load(&key_file, None).unwrap();
+        oci.register_key(
+            &format!("{TENANCY}/{USER}/{}", key.fingerprint()),
+            &key.public_key_pem(),
+        )
+        .unwrap();
+        oci.add_instance(I1, LifecycleState::Running);
+        oci.add_instance(I2, LifecycleState::Running);
+        let dir = temp_dir("agent");
+        write_file(
+            &dir,
+            "oci-config",
+            &format!(
+                "[DEFAULT]\nuser={USER}\nfingerprint={}\ntenancy={TENANCY}\nregion=us-ashburn-1\nkey_file={}\n",
+                key.fingerprint(),
+                key_file.display()
+            ),
+        );
+        write_file(
+            &dir,
+            "monitor.yaml",
+            "monitor:\n  session_ttl: 10s\n  renew_interval: 1s\n",
+        );
+        World {
+            consul,
+            oci,
+            dir,
+            monitors: Vec::new(),
+        }
+    }
+
+    fn agent_config(&self, extra: &str) -> PathBuf {
+        let y = format!(
+            "timeout: 2s\ncheck_interval: 5s\nconsul_address: \"{}\"\n\
+             oci:\n  config_path: \"{}\"\n  endpoint: \"{}\"\n\
+             agent:\n  poll_interval: 1s\n  phase_timeout: 20s\n  leader_ttl: 10s\n  shutdown_grace: 3s\n\
+             nodes:\n  - name: n1\n    instance_id: \"{I1}\"\n    compartment_id: \"ocid1.compartment.oc1..c\"\n\
+             \x20 - name: n2\n    instance_id: \"{I2}\"\n    compartment_id: \"ocid1.compartment.oc1..c\"\n{extra}",
+            self.consul.http_addr(),
+            self.dir.join("oci-config").display(),
+            self.oci.base_url(),
+        );
+        write_file(&self.dir, &format!("agent-{}.yaml", fastrand::u32(..)), &y)
+    }
+
+    fn start_monitor(&mut self, node: &str) {
+        let cfg = self.dir.join("monitor.yaml");
+        let addr = self.consul.http_addr();
+        let d = Daemon::spawn(
+            &[
+                "-mode",
+                "monitor",
+                "-node",
+                node,
+                "-config",
+                cfg.to_str().unwrap(),
+            ],
+            &[("CONSUL_HTTP_ADDR", addr.as_str())],
+        );
+        let key = format!("oracle-watchdog/nodes/{node}");
+        assert!(
+            self.consul
+                .wait_for_kv(&key, 5 * SEC, |kv| kv.is_some_and(|k| k.session.is_some()))
+        );
+        self.monitors.push((node.to_string(), d));
+    }
+
+    /// SIGKILL: the session is not destroyed, Consul expires it.
+    fn kill_monitor(&mut self, node: &str) {
+        let i = self.monitors.iter().position(|(n, _)| n == node).unwrap();
+        let (_, d) = self.monitors.remove(i);
+        d.signal("KILL");
+    }
+
+    fn agent(&self, config: &Path, extra_args: &[&str]) -> Daemon {
+        let mut args = vec![
+            "-mode",
+            "agent",
+            "-config",
+            config.to_str().unwrap(),
+            "-log-level",
+            "debug",
+        ];
+        args.extend_from_slice(extra_args);
+        Daemon::spawn(&args, &[])
+    }
+
+    fn posts(&self) -> Vec<(String, String)> {
+        self.oci
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "POST")
+            .map(|r| (r.path.clone(), r.action.clone().unwrap_or_default()))
+            .collect()
+    }
+}
+
+fn leader(agent: &Daemon) -> bool {
+    agent.metric("oracle_watchdog_agent_leader") == Some(1.0)
+}
+
+#[test]
+fn dead_node_gets_exactly_one_stop_and_start_and_metrics_say_so() {
+    let mut w = World::new();
+    w.start_monitor("n1");
+    w.start_monitor("n2");
+    let agent = w.agent(&w.agent_config(""), &[]);
+    assert!(
+        wait_until(5 * SEC, || leader(&agent)),
+        "{:#?}",
+        agent.logs()
+    );
+    assert_eq!(
+        agent.metric("oracle_watchdog_agent_nodes_monitored"),
+        Some(2.0)
+    );
+    assert_eq!(
+        agent.metric("oracle_watchdog_agent_restart_attempts_total{node=\"n2\"}"),
+        Some(0.0)
+    );
+    w.kill_monitor("n1");
+    // The key vanishes after ~2 s, then the 2 s timeout, then the cycle.
+    assert!(
+        wait_until(20 * SEC, || w
+            .oci
+            .actions_performed(I1)
+            .contains(&"START".to_string())),
+        "{:#?}",
+        agent.logs()
+    );
+    w.start_monitor("n1"); // the instance boots, its monitor comes back
+    assert!(wait_until(10 * SEC, || {
+        agent.metric("oracle_watchdog_agent_restart_successes_total{node=\"n1\"}") == Some(1.0)
+            && agent.metric("oracle_watchdog_agent_nodes_missing") == Some(0.0)
+    }));
+    std::thread::sleep(3 * SEC); // nothing more happens once it is back
+    assert_eq!(
+        w.oci.actions_performed(I1),
+        vec!["STOP".to_string(), "START".to_string()]
+    );
+    assert!(w.oci.actions_performed(I2).is_empty());
+    assert!(
+        w.oci.requests().iter().all(|r| r.signature_ok),
+        "every request signed correctly"
+    );
+    assert_eq!(
+        agent.metric("oracle_watchdog_agent_restart_attempts_total{node=\"n1\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        agent.metric("oracle_watchdog_agent_restart_failures_total{node=\"n1\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        agent.metric("oracle_watchdog_agent_consul_connected"),
+        Some(1.0)
+    );
+    assert_eq!(
+        agent.metric("oracle_watchdog_agent_oci_connected"),
+        Some(1.0)
+    );
+    assert!(
+        w.consul
+            .kv_get("oracle-watchdog/agent/restarts/n1")
+            .is_none(),
+        "finished cycle record removed"
+    );
+}
+
+#[test]
+fn dry_run_decides_but_sends_no_state_changing_request() {
+    let mut w = World::new();
+    w.start_monitor("n1");
+    w.start_monitor("n2");
+    let agent = w.agent(&w.agent_config(""), &["-dry-run"]);
+    assert!(wait_until(5 * SEC, || leader(&agent)));
+    w.kill_monitor("n1");
+    assert!(wait_until(15 * SEC, || {
+        agent
+            .metric("oracle_watchdog_agent_restart_attempts_total{node=\"n1\"}")
+            .unwrap_or(0.0)
+            >= 1.0
+    }));
+    assert!(agent.logs().iter().any(|l| l.contains("DRY RUN")));
+    assert!(w.posts().is_empty(), "dry run sent {:?}", w.posts());
+}
+
+#[test]
+fn consul_outage_never_restarts_anything() {
+    let mut w = World::new();
+    w.start_monitor("n1");
+    w.start_monitor("n2");
+    let mut agent = w.agent(&w.agent_config(""), &[]);
+    assert!(wait_until(5 * SEC, || leader(&agent)));
+    w.consul.set_fault(Fault::Refuse).unwrap();
+    assert!(wait_until(10 * SEC, || agent
+        .metric("oracle_watchdog_agent_consul_connected")
+        == Some(0.0)));
+    std::thread::sleep(5 * SEC); // well past the 2 s timeout
+    assert!(
+        agent
+            .metric("oracle_watchdog_agent_consul_check_failures_total")
+            .unwrap()
+            >= 1.0
+    );
+    w.consul.clear_faults().unwrap();
+    assert!(wait_until(15 * SEC, || agent
+        .metric("oracle_watchdog_agent_consul_connected")
+        == Some(1.0)));
+    std::thread::sleep(4 * SEC);
+    assert!(agent.alive());
+    assert!(w.posts().is_empty(), "an outage caused {:?}", w.posts());
+}
+
+#[test]
+fn maintenance_key_keeps_the_agent_away() {
+    let mut w = World::new();
+    w.start_monitor("n1");
+    w.start_monitor("n2");
+    w.consul.kv_put(
+        "oracle-watchdog/maintenance/n1",
+        r#"{"reason":"kernel upgrade"}"#,
+    );
+    let agent = w.agent(&w.agent_config(""), &[]);
+    assert!(wait_until(5 * SEC, || leader(&agent)));
+    w.kill_monitor("n1");
+    assert!(wait_until(10 * SEC, || agent
+        .metric("oracle_watchdog_agent_nodes_missing")
+        == Some(1.0)));
+    std::thread::sleep(5 * SEC);
+    assert!(w.posts().is_empty(), "{:?}", w.posts());
+}
+
+#[test]
+fn killed_agent_mid_cycle_is_resumed_by_the_next_one() {
+    let mut w = World::new();
+    w.oci.set_transition_time(Duration::from_secs(3));
+    w.start_monitor("n1");
+    w.start_monitor("n2");
+    let config = w.agent_config("");
+    let first = w.agent(&config, &[]);
+    assert!(wait_until(5 * SEC, || leader(&first)));
+    w.kill_monitor("n1");
+    // Kill the agent right after STOP was accepted, while waiting for STOPPED.
+    assert!(wait_until(20 * SEC, || w
+        .oci
+        .actions_performed(I1)
+        .contains(&"STOP".to_string())));
+    first.signal("KILL");
+    let record = w
+        .consul
+        .kv_get("oracle-watchdog/agent/restarts/n1")
+        .expect("cycle stored in KV");
+    let stored: serde_json::Value = serde_json::from_slice(&record.value).unwrap();
+    assert!(
+        ["stopping", "wait_stopped"].contains(&stored["phase"].as_str().unwrap()),
+        "{stored}"
+    );
+    let second = w.agent(&config, &[]);
+    // Takes over once the dead agent's lock session expires, then resumes.
+    assert!(
+        wait_until(30 * SEC, || w
+            .oci
+            .actions_performed(I1)
+            .contains(&"START".to_string())),
+        "{:#?}",
+        second.logs()
+    );
+    assert!(
+        second
+            .logs()
+            .iter()
+            .any(|l| l.contains("resuming a restart cycle"))
+    );
+    w.start_monitor("n1");
+    std::thread::sleep(2 * SEC);
+    assert_eq!(
+        w.oci.actions_performed(I1),
+        vec!["STOP".to_string(), "START".to_string()]
+    );
+}
+
+#[test]
+fn two_agents_run_exactly_one_cycle_per_outage() {
+    let mut w = World::new();
+    w.start_monitor("n1");
+    w.start_monitor("n2");
+    let config = w.agent_config("");
+    let a = w.agent(&config, &[]);
+    let b = w.agent(&config, &[]);
+    assert!(wait_until(10 * SEC, || leader(&a) || leader(&b)));
+    std::thread::sleep(SEC);
+    assert!(!(leader(&a) && leader(&b)), "two leaders");
+    w.kill_monitor("n1");
+    assert!(wait_until(20 * SEC, || w
+        .oci
+        .actions_performed(I1)
+        .contains(&"START".to_string())));
+    w.start_monitor("n1");
+    std::thread::sleep(3 * SEC);
+    assert_eq!(
+        w.oci.actions_performed(I1),
+        vec!["STOP".to_string(), "START".to_string()]
+    );
+    let attempts = |d: &Daemon| {
+        d.metric("oracle_watchdog_agent_restart_attempts_total{node=\"n1\"}")
+            .unwrap_or(0.0)
+    };
+    assert_eq!(attempts(&a) + attempts(&b), 1.0);
+}
+
+#[test]
+fn sigterm_exits_zero_and_releases_leadership() {
+    let w = World::new();
+    let mut a = w.agent(&w.agent_config(""), &[]);
+    assert!(wait_until(5 * SEC, || leader(&a)));
+    let started = Instant::now();
+    a.signal("TERM");
+    let status = a.wait_exit(10 * SEC).expect("agent exits");
+    eprintln!("agent exited {:?} after SIGTERM", started.elapsed());
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        w.consul
+            .kv_get("oracle-watchdog/agent/leader")
+            .is_none_or(|k| k.session.is_none()),
+        "leader lock released"
+    );
+}
