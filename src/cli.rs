@@ -23,6 +23,7 @@ pub const USAGE: &str = "\
 usage: oracle-watchdog -mode monitor|agent [options]
        oracle-watchdog monitor|agent [options]
        oracle-watchdog check [-config PATH]
+       oracle-watchdog healthcheck [-metrics-address HOST:PORT]
        oracle-watchdog --help | --version";
 
 /// Full help text.
@@ -37,6 +38,9 @@ Modes:
   agent     run elsewhere: restart instances whose heartbeat is gone
   check     validate the config and test Consul and (agent config) OCI access
             for every node; exit 0 only when everything works
+  healthcheck
+            exit 0 when the daemon's /healthz answers (default 127.0.0.1:9105),
+            for container health checks
 
 Options (one or two dashes; -flag=value works too):
   -mode MODE            monitor or agent (or give the mode as the first word)
@@ -70,6 +74,12 @@ Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.",
 pub enum Command {
     /// Run a daemon mode.
     Run(RunOptions),
+    /// Probe a running daemon's `/healthz` (for container HEALTHCHECKs:
+    /// scratch images have no curl).
+    Healthcheck {
+        /// `host:port` of the metrics server.
+        address: String,
+    },
     /// Validate a config file and test its connections.
     Check {
         /// The config file.
@@ -219,6 +229,10 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, UsageError> {
         }
     };
     let mode = match mode_name.as_str() {
+        "healthcheck" => {
+            let address = metrics_address.unwrap_or_else(|| "127.0.0.1:9105".into());
+            return Ok(Command::Healthcheck { address });
+        }
         "check" => {
             return Ok(Command::Check {
                 config: config.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG)),
@@ -228,7 +242,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, UsageError> {
         "agent" => RunMode::Agent,
         other => {
             return Err(UsageError(format!(
-                "unknown mode {other:?}: use monitor, agent or check"
+                "unknown mode {other:?}: use monitor, agent, check or healthcheck"
             )));
         }
     };
@@ -289,10 +303,31 @@ pub fn main() -> ExitCode {
         }
         Ok(Command::Run(opts)) => run(opts),
         Ok(Command::Check { config }) => crate::check::run(&config),
+        Ok(Command::Healthcheck { address }) => healthcheck(&address),
         Err(e) => {
             eprintln!("oracle-watchdog: {e}\n{USAGE}\nTry 'oracle-watchdog --help' for more.");
             ExitCode::from(2)
         }
+    }
+}
+
+/// GET `/healthz` of a running daemon; exit 0 on 200, 1 otherwise.
+fn healthcheck(address: &str) -> ExitCode {
+    let host = match address.strip_prefix(':') {
+        Some(port) => format!("127.0.0.1:{port}"),
+        None => address.replace("0.0.0.0", "127.0.0.1"),
+    };
+    let agent = crate::http::agent(
+        Timeouts::new(Duration::from_secs(2), Duration::from_secs(3)),
+        &crate::http::TrustRoots::Bundled,
+    );
+    match agent.get(&format!("http://{host}/healthz")).call() {
+        Ok(r) if r.status().as_u16() == 200 => ExitCode::SUCCESS,
+        Ok(r) => fail(
+            1,
+            format!("healthcheck: {host} answered HTTP {}", r.status().as_u16()),
+        ),
+        Err(e) => fail(1, format!("healthcheck: {host}: {e}")),
     }
 }
 
@@ -380,6 +415,7 @@ fn run_monitor(
             None
         }
     };
+    // Optional monitor-side loops (WireGuard endpoint re-resolver) start here.
     let shutdown_timeout = Duration::from_millis(1200);
     let client = ConsulClient::new(&consul);
     let shutdown_client = ConsulClient::with_timeouts(
@@ -445,6 +481,7 @@ fn run_agent(
             None
         }
     };
+    // Optional agent-side loops (WAN-IP DDNS updater) start here.
     let a = &config.agent;
     let agent_opts = AgentOptions {
         nodes: config.nodes.clone(),
@@ -527,6 +564,18 @@ mod tests {
         };
         assert_eq!(parse(args("check -config c.yaml")), Ok(check.clone()));
         assert_eq!(parse(args("-mode check --config=c.yaml")), Ok(check));
+        assert_eq!(
+            parse(args("healthcheck")),
+            Ok(Command::Healthcheck {
+                address: "127.0.0.1:9105".into()
+            })
+        );
+        assert_eq!(
+            parse(args("healthcheck -metrics-address :9104")),
+            Ok(Command::Healthcheck {
+                address: ":9104".into()
+            })
+        );
     }
 
     #[test]
