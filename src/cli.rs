@@ -24,6 +24,7 @@ usage: oracle-watchdog -mode monitor|agent [options]
        oracle-watchdog monitor|agent [options]
        oracle-watchdog check [-config PATH]
        oracle-watchdog healthcheck [-metrics-address HOST:PORT]
+       oracle-watchdog status | restart NODE | maintenance on|off NODE [-reason TEXT]
        oracle-watchdog --help | --version";
 
 /// Full help text.
@@ -41,6 +42,12 @@ Modes:
   healthcheck
             exit 0 when the daemon's /healthz answers (default 127.0.0.1:9105),
             for container health checks
+  status    table of nodes from Consul: heartbeat alive or missing (and for how
+            long), restart phase and attempts, maintenance, current leader
+  restart NODE
+            run one stop/start cycle for NODE now (honours -dry-run)
+  maintenance on|off NODE [-reason TEXT]
+            make agents leave NODE alone (e.g. before a planned systemctl stop)
 
 Options (one or two dashes; -flag=value works too):
   -mode MODE            monitor or agent (or give the mode as the first word)
@@ -51,6 +58,7 @@ Options (one or two dashes; -flag=value works too):
   -tracing              export OpenTelemetry traces (also config tracing.enabled)
   -metrics-address A    metrics listen address (default :9104 monitor, :9105 agent)
   -log-format F         json (default) or text
+  -reason TEXT          maintenance on: why (shown by status)
   -log-level L          error, warn, info (default), debug, trace, or
                         per-target directives like info,oracle_watchdog::consul=debug
   -h, -help             show this help
@@ -79,6 +87,33 @@ pub enum Command {
     Healthcheck {
         /// `host:port` of the metrics server.
         address: String,
+    },
+    /// Print every node's heartbeat, restart and maintenance state.
+    Status {
+        /// The agent config file.
+        config: PathBuf,
+    },
+    /// Run one restart cycle for a node now.
+    Restart {
+        /// Node name from the config.
+        node: String,
+        /// The agent config file.
+        config: PathBuf,
+        /// Only say what would be done.
+        dry_run: bool,
+    },
+    /// Set or clear a node's maintenance flag.
+    Maintenance {
+        /// On or off.
+        on: bool,
+        /// The node.
+        node: String,
+        /// Why (shown by `status`).
+        reason: Option<String>,
+        /// Config file (for the Consul address).
+        config: PathBuf,
+        /// Whether `-config` was given (then it must exist).
+        config_given: bool,
     },
     /// Validate a config file and test its connections.
     Check {
@@ -153,6 +188,7 @@ const LONG_FLAGS: &[&str] = &[
     "metrics-address",
     "log-format",
     "log-level",
+    "reason",
     "help",
     "version",
 ];
@@ -205,15 +241,69 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, UsageError> {
         .map_err(err)?
         .unwrap_or_else(|| "info".into());
     logging::parse_level(&log_level).map_err(UsageError)?;
+    let reason: Option<String> = p.opt_value_from_str("--reason").map_err(err)?;
 
     let rest = p.finish();
-    let mut words = rest.iter().map(|a| a.to_string_lossy().into_owned());
-    let word_mode = words.next();
-    if let Some(first) = &word_mode
-        && first.starts_with('-')
-    {
-        return Err(UsageError(format!("unknown option {first:?}")));
+    let words: Vec<String> = rest
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if let Some(flag) = words.iter().find(|w| w.starts_with('-')) {
+        return Err(UsageError(format!("unknown option {flag:?}")));
     }
+    let config_path = || {
+        config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG))
+    };
+    match words.first().map(String::as_str) {
+        Some("status") if words.len() == 1 => {
+            return Ok(Command::Status {
+                config: config_path(),
+            });
+        }
+        Some("restart") => {
+            let [_, node] = words.as_slice() else {
+                return Err(UsageError(
+                    "usage: oracle-watchdog restart NODE [-config PATH] [-dry-run]".into(),
+                ));
+            };
+            validate_node_name(node).map_err(UsageError)?;
+            return Ok(Command::Restart {
+                node: node.clone(),
+                config: config_path(),
+                dry_run,
+            });
+        }
+        Some("maintenance") => {
+            let (on, node) = match words.as_slice() {
+                [_, state, node] if state == "on" || state == "off" => {
+                    (state == "on", node.clone())
+                }
+                _ => {
+                    return Err(UsageError(
+                        "usage: oracle-watchdog maintenance on|off NODE [-reason TEXT] [-config PATH]".into(),
+                    ));
+                }
+            };
+            validate_node_name(&node).map_err(UsageError)?;
+            return Ok(Command::Maintenance {
+                on,
+                node,
+                reason,
+                config: config_path(),
+                config_given: config.is_some(),
+            });
+        }
+        _ => {}
+    }
+    if reason.is_some() {
+        return Err(UsageError(
+            "-reason only applies to `maintenance on`".into(),
+        ));
+    }
+    let mut words = words.into_iter();
+    let word_mode = words.next();
     if let Some(extra) = words.next() {
         return Err(UsageError(format!("unexpected argument {extra:?}")));
     }
@@ -304,6 +394,19 @@ pub fn main() -> ExitCode {
         Ok(Command::Run(opts)) => run(opts),
         Ok(Command::Check { config }) => crate::check::run(&config),
         Ok(Command::Healthcheck { address }) => healthcheck(&address),
+        Ok(Command::Status { config }) => crate::ops::status(&config),
+        Ok(Command::Restart {
+            node,
+            config,
+            dry_run,
+        }) => crate::ops::restart(&node, &config, dry_run),
+        Ok(Command::Maintenance {
+            on,
+            node,
+            reason,
+            config,
+            config_given,
+        }) => crate::ops::maintenance(on, &node, reason.as_deref(), &config, config_given),
         Err(e) => {
             eprintln!("oracle-watchdog: {e}\n{USAGE}\nTry 'oracle-watchdog --help' for more.");
             ExitCode::from(2)
@@ -564,6 +667,36 @@ mod tests {
         };
         assert_eq!(parse(args("check -config c.yaml")), Ok(check.clone()));
         assert_eq!(parse(args("-mode check --config=c.yaml")), Ok(check));
+        assert_eq!(
+            parse(args("maintenance on n1 -reason kernel")),
+            Ok(Command::Maintenance {
+                on: true,
+                node: "n1".into(),
+                reason: Some("kernel".into()),
+                config: PathBuf::from(DEFAULT_CONFIG),
+                config_given: false,
+            })
+        );
+        assert_eq!(
+            parse(args("restart n2 -dry-run -config c.yaml")),
+            Ok(Command::Restart {
+                node: "n2".into(),
+                config: PathBuf::from("c.yaml"),
+                dry_run: true
+            })
+        );
+        assert!(matches!(parse(args("status")), Ok(Command::Status { .. })));
+        for bad in [
+            "maintenance",
+            "maintenance maybe n1",
+            "maintenance on",
+            "restart",
+            "restart a b",
+            "status x",
+            "monitor -reason x",
+        ] {
+            assert!(parse(args(bad)).is_err(), "{bad}");
+        }
         assert_eq!(
             parse(args("healthcheck")),
             Ok(Command::Healthcheck {

@@ -21,6 +21,7 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod monitor;
+pub mod ops;
 pub mod oci;
 pub mod secret;
 pub mod shutdown;

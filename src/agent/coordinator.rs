@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, after, bounded, never, select, unbounded};
 
 use super::cycle::{CycleSettings, Phase};
+use super::kvwriter::{KvWrite, KvWriter};
 use super::leader::{Elector, LeaderEvent, LeaderSettings};
-use super::records::KvView;
+use super::records::{KvView, MissingRecord, missing_key};
 use super::tracker::{CycleOutcome, Decision, NodeTracker, Snapshot, TrackerSettings};
 use super::watcher::{WatchEvent, Watcher};
 use super::worker::{self, CycleJob, WorkerContext, WorkerEvent};
@@ -93,7 +94,11 @@ pub fn run(
     .map_err(|e| tracing::error!(error = %e, "cannot start the leader election thread"))
     .ok();
 
+    let kv = KvWriter::spawn(consul.clone())
+        .map_err(|e| tracing::warn!(error = %e, "cannot start the KV writer thread; status will lack missing-since times"))
+        .ok();
     let mut c = Coordinator {
+        kv,
         tracker: NodeTracker::new(
             opts.nodes.iter().map(|n| n.name.clone()),
             opts.tracker.clone(),
@@ -186,6 +191,7 @@ pub fn run(
 }
 
 struct Coordinator {
+    kv: Option<KvWriter>,
     tracker: NodeTracker,
     nodes: BTreeMap<String, NodeConfig>,
     metrics: AgentMetrics,
@@ -255,6 +261,7 @@ impl Coordinator {
                     self.resume_stored_cycles();
                 }
                 self.tracker.set_leader(true, Instant::now(), &mut out);
+                self.publish_all_missing();
             }
             LeaderEvent::Lost { reason } => {
                 self.metrics.leader.set(0);
@@ -371,6 +378,62 @@ impl Coordinator {
         }
     }
 
+    /// After winning the election: record nodes that went missing while
+    /// another agent (or none) led, with the time this agent first saw it.
+    fn publish_all_missing(&self) {
+        let Some(kv) = &self.kv else { return };
+        let now = Instant::now();
+        let wall = std::time::SystemTime::now();
+        for name in self.nodes.keys() {
+            let Some(view) = self.tracker.node_view(name) else {
+                continue;
+            };
+            if let super::tracker::Presence::Missing { first_seen, .. } = view.presence {
+                let at = wall - now.saturating_duration_since(first_seen);
+                let record = MissingRecord {
+                    since: crate::wallclock::rfc3339(at),
+                    since_unix: at
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0),
+                };
+                if let Ok(value) = serde_json::to_vec(&record) {
+                    kv.send(KvWrite::Put {
+                        key: missing_key(name),
+                        value,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The leader records since when a node is missing, for `status`.
+    fn publish_missing(&self, node: &str, missing: bool) {
+        let (Some(kv), true) = (&self.kv, self.metrics.leader.get() == 1) else {
+            return;
+        };
+        if missing {
+            let now = std::time::SystemTime::now();
+            let record = MissingRecord {
+                since: crate::wallclock::rfc3339(now),
+                since_unix: now
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0),
+            };
+            if let Ok(value) = serde_json::to_vec(&record) {
+                kv.send(KvWrite::Put {
+                    key: missing_key(node),
+                    value,
+                });
+            }
+        } else {
+            kv.send(KvWrite::Delete {
+                key: missing_key(node),
+            });
+        }
+    }
+
     /// Carries out decisions: logs, metrics, cycles.
     fn decide(&mut self, out: &mut Vec<Decision>) {
         for d in std::mem::take(out) {
@@ -423,6 +486,7 @@ impl Coordinator {
                 }
                 Decision::NodeMissing { node } => {
                     tracing::warn!(node = %node, timeout_s = self.timeout.as_secs(), "heartbeat missing");
+                    self.publish_missing(&node, true);
                 }
                 Decision::NodeRecovered {
                     node,
@@ -430,6 +494,7 @@ impl Coordinator {
                     missing_for,
                 } => {
                     tracing::info!(node = %node, attempts, missing_for_s = missing_for.map(|d| d.as_secs()), "heartbeat is back");
+                    self.publish_missing(&node, false);
                 }
                 Decision::GaveUp { node, attempts } => {
                     self.metrics

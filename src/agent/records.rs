@@ -17,6 +17,18 @@ pub const MAINTENANCE_PREFIX: &str = "oracle-watchdog/maintenance/";
 pub const RESTARTS_PREFIX: &str = "oracle-watchdog/agent/restarts/";
 /// The agents' leader lock.
 pub const LEADER_KEY: &str = "oracle-watchdog/agent/leader";
+/// `oracle-watchdog/agent/missing/{node}`: since when the leader has seen the
+/// node's heartbeat missing (Consul itself does not keep that).
+pub const MISSING_PREFIX: &str = "oracle-watchdog/agent/missing/";
+
+/// When a node's heartbeat went missing, as observed by the leader.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MissingRecord {
+    /// RFC 3339 wall-clock time (display only).
+    pub since: String,
+    /// Unix seconds of the same instant, for "missing for 3m" displays.
+    pub since_unix: u64,
+}
 
 /// A restart cycle as persisted after every phase change, so an agent that
 /// restarts (or a standby taking over) resumes it instead of forgetting it.
@@ -73,6 +85,8 @@ pub struct KvView {
     pub restarts: BTreeMap<String, RestartRecord>,
     /// The current leader, if the lock is held.
     pub leader: Option<LeaderRecord>,
+    /// Missing-since records published by the leader.
+    pub missing: BTreeMap<String, MissingRecord>,
 }
 
 impl KvView {
@@ -116,6 +130,15 @@ impl KvView {
                     }
                     _ => tracing::warn!(key = %p.key, "ignoring malformed restart record"),
                 }
+            } else if let Some(node) = p.key.strip_prefix(MISSING_PREFIX) {
+                if let Some(Ok(r)) = p
+                    .value
+                    .as_deref()
+                    .map(serde_json::from_slice::<MissingRecord>)
+                    && is_segment(node)
+                {
+                    view.missing.insert(node.to_string(), r);
+                }
             } else if p.key == LEADER_KEY && p.session.is_some() {
                 view.leader = p
                     .value
@@ -135,6 +158,11 @@ fn is_segment(s: &str) -> bool {
 /// Key of a node's stored restart cycle.
 pub fn restart_key(node: &str) -> String {
     format!("{RESTARTS_PREFIX}{node}")
+}
+
+/// Key of a node's missing-since record.
+pub fn missing_key(node: &str) -> String {
+    format!("{MISSING_PREFIX}{node}")
 }
 
 /// Key of a node's maintenance flag.

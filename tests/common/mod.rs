@@ -1,6 +1,8 @@
 //! Shared helpers for integration tests that run the real binary.
 #![allow(dead_code)] // each test file uses a different subset
 
+pub mod world;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
