@@ -14,7 +14,7 @@ export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER := aarch64-linux-gnu-gcc
 # Packages the tests use: python venv support, file(1) for static checks.
 TEST_APT := python3-venv file
 
-.PHONY: all build release test test-rust test-python lint fmt fmt-check clippy static run clean deps
+.PHONY: all build release test test-rust test-python lint fmt fmt-check clippy static run clean deps demo
 
 all: build
 
@@ -69,3 +69,7 @@ run: build
 clean:
 	$(CARGO) clean
 	rm -rf $(DIST)
+
+## demo: an outage and its recovery against local stand-ins, in about a minute
+demo: build
+	@scripts/demo.sh
