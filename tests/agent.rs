@@ -244,3 +244,130 @@ fn sigterm_exits_zero_and_releases_leadership() {
         "leader lock released"
     );
 }
+
+#[test]
+fn standby_finishes_the_cycle_when_the_leader_is_killed() {
+    let mut w = World::new();
+    w.oci.set_transition_time(Duration::from_secs(3));
+    w.start_monitor("n1");
+    w.start_monitor("n2");
+    let config = w.agent_config("");
+    let mut agents = vec![w.agent(&config, &[]), w.agent(&config, &[])];
+    assert!(wait_until(10 * SEC, || agents.iter().any(leader)));
+    w.kill_monitor("n1");
+    assert!(wait_until(20 * SEC, || w
+        .oci
+        .actions_performed(I1)
+        .contains(&"STOP".to_string())));
+    let i = agents.iter().position(leader).expect("a leader");
+    let dead = agents.remove(i);
+    dead.signal("KILL");
+    let standby = &agents[0];
+    // The dead leader's lock session expires (0.5 x 10 s here), the standby
+    // takes the lock, finds the stored cycle and starts the instance.
+    assert!(
+        wait_until(30 * SEC, || w
+            .oci
+            .actions_performed(I1)
+            .contains(&"START".to_string())),
+        "{:#?}",
+        standby.logs()
+    );
+    assert!(leader(standby));
+    w.start_monitor("n1");
+    std::thread::sleep(2 * SEC);
+    assert_eq!(
+        w.oci.actions_performed(I1),
+        vec!["STOP".to_string(), "START".to_string()]
+    );
+}
+
+#[test]
+fn sigterm_mid_cycle_waits_the_grace_then_leaves_the_cycle_resumable() {
+    let mut w = World::new();
+    w.oci.set_transition_time(Duration::from_secs(4));
+    w.start_monitor("n1");
+    w.start_monitor("n2");
+    let config = w.agent_config(""); // shutdown_grace: 3s
+    let mut agent = w.agent(&config, &[]);
+    assert!(wait_until(5 * SEC, || leader(&agent)));
+    w.kill_monitor("n1");
+    assert!(wait_until(20 * SEC, || w
+        .oci
+        .actions_performed(I1)
+        .contains(&"STOP".to_string())));
+    let sent = Instant::now();
+    agent.signal("TERM");
+    let status = agent
+        .wait_exit(15 * SEC)
+        .expect("agent exits after the grace period");
+    eprintln!("agent exited {:?} after SIGTERM mid-cycle", sent.elapsed());
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        sent.elapsed() >= Duration::from_secs(3),
+        "the running cycle got its grace period"
+    );
+    assert!(
+        w.consul
+            .kv_get("oracle-watchdog/agent/restarts/n1")
+            .is_some(),
+        "cycle left in KV"
+    );
+    assert!(!w.oci.actions_performed(I1).contains(&"START".to_string()));
+    // The next agent resumes it: START, no second STOP.
+    let next = w.agent(&config, &[]);
+    assert!(
+        wait_until(30 * SEC, || w
+            .oci
+            .actions_performed(I1)
+            .contains(&"START".to_string())),
+        "{:#?}",
+        next.logs()
+    );
+    w.start_monitor("n1");
+    std::thread::sleep(SEC);
+    assert_eq!(
+        w.oci.actions_performed(I1),
+        vec!["STOP".to_string(), "START".to_string()]
+    );
+}
+
+#[test]
+fn guard_holds_all_restarts_when_most_nodes_vanish_at_once() {
+    let mut w = World::new();
+    w.start_monitor("n1");
+    w.start_monitor("n2");
+    let cfg = std::fs::read_to_string(w.agent_config(""))
+        .unwrap()
+        .replace(
+            "  shutdown_grace: 3s\n",
+            "  shutdown_grace: 3s\n  max_missing_percent: 50\n",
+        );
+    assert!(cfg.contains("max_missing_percent: 50"));
+    let path = common::write_file(&w.dir, "guard.yaml", &cfg);
+    let agent = w.agent(&path, &[]);
+    assert!(wait_until(5 * SEC, || leader(&agent)));
+    w.kill_monitor("n1");
+    w.kill_monitor("n2");
+    assert!(wait_until(15 * SEC, || agent
+        .metric("oracle_watchdog_agent_restart_guard_active")
+        == Some(1.0)));
+    std::thread::sleep(4 * SEC); // past the 2 s timeout
+    assert!(w.posts().is_empty(), "guard let through {:?}", w.posts());
+    assert!(
+        agent
+            .logs()
+            .iter()
+            .any(|l| l.contains("holding ALL restarts"))
+    );
+    // One node comes back: 1 of 2 missing is not more than 50 %, restarts resume.
+    w.start_monitor("n2");
+    assert!(wait_until(20 * SEC, || w
+        .oci
+        .actions_performed(I1)
+        .contains(&"STOP".to_string())));
+    assert_eq!(
+        agent.metric("oracle_watchdog_agent_restart_guard_active"),
+        Some(0.0)
+    );
+}
