@@ -11,10 +11,11 @@ TARGETS := x86_64-unknown-linux-musl aarch64-unknown-linux-musl
 # Cross C toolchain for ring on aarch64 musl (Debian's gcc-aarch64-linux-gnu).
 export CC_aarch64_unknown_linux_musl := aarch64-linux-gnu-gcc
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER := aarch64-linux-gnu-gcc
-# Packages the tests use: python venv support, file(1) for static checks.
-TEST_APT := python3-venv file
+# Packages the tests use: python venv support, file(1) for static checks,
+# openssl(1) for the CONSUL_CACERT TLS test.
+TEST_APT := python3-venv file openssl wireguard-go wireguard-tools iproute2
 
-.PHONY: all build release test test-rust test-python lint fmt fmt-check clippy static run clean deps demo
+.PHONY: all build release test test-deps test-rust test-python lint fmt fmt-check clippy static run clean deps demo
 
 all: build
 
@@ -30,7 +31,13 @@ deps:
 	@scripts/ensure.sh apt $(TEST_APT) venv
 
 ## test: everything a change must pass (unit, integration against stand-ins, Python cross-checks)
-test: deps build test-rust test-python
+test: deps build test-deps test-rust test-python
+
+## test-deps: the design forbids an async runtime: no tokio in the dependency tree
+test-deps:
+	@if $(CARGO) tree -e normal -i tokio >/dev/null 2>&1; then \
+	  echo "tokio is in the dependency tree:"; $(CARGO) tree -e normal -i tokio; exit 1; \
+	else echo "ok: no tokio in the normal dependency tree"; fi
 
 test-rust:
 	$(CARGO) test --workspace --all-targets
