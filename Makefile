@@ -15,7 +15,7 @@ export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER := aarch64-linux-gnu-gcc
 # openssl(1) for the CONSUL_CACERT TLS test.
 TEST_APT := python3-venv file openssl wireguard-go wireguard-tools iproute2
 
-.PHONY: all build release test test-deps test-rust test-python lint fmt fmt-check clippy static run clean deps demo
+.PHONY: all build release audit test test-deps test-rust test-python lint fmt fmt-check clippy static run clean deps demo
 
 all: build
 
@@ -69,6 +69,10 @@ static:
 	    "$$(file -b $$out | grep -Eo '(ARM aarch64|x86-64)|static(-pie)? linked|stripped' | paste -sd, -)"; \
 	done
 
+## audit: RustSec advisories (offline snapshot) + licence allow-list + bans
+audit:
+	@scripts/audit.sh
+
 ## run: monitor mode against $CONSUL_HTTP_ADDR with text logs (node name = hostname)
 run: build
 	./target/debug/oracle-watchdog -mode monitor -log-format text $(ARGS)
@@ -80,3 +84,6 @@ clean:
 ## demo: an outage and its recovery against local stand-ins, in about a minute
 demo: build
 	@scripts/demo.sh
+
+# Packaging and distribution: deb, docker, push, test-dist.
+include mk/dist.mk

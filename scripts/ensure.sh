@@ -24,7 +24,7 @@ ensure_apt() {
 }
 
 # Python packages for the independent cross-checks, pinned for repeatability.
-PY_PACKAGES=(pytest==9.2.0 py-consul==1.8.0 oci==2.189.0)
+PY_PACKAGES=(pytest==9.2.0 py-consul==1.8.0 oci==2.189.0 cloudflare==5.9.0)
 
 ensure_venv() {
     local stamp=.venv/.ensure-stamp want

@@ -97,7 +97,7 @@ pub fn check(config_path: &Path, out: &mut dyn Write) -> u8 {
             };
             rows.push([node.name.clone(), node.instance_id.clone(), region, state]);
         }
-        print_table(out, &rows);
+        let _ = crate::table::write(out, &rows);
     }
     u8::from(failed)
 }
@@ -126,26 +126,4 @@ fn consul_line(settings: &ConsulSettings) -> String {
 fn report_fatal(out: &mut dyn Write, what: &str, e: &dyn std::fmt::Display) -> u8 {
     let _ = writeln!(out, "{what:<7} FAILED: {e}");
     2
-}
-
-fn print_table(out: &mut dyn Write, rows: &[[String; 4]]) {
-    let mut widths = [0usize; 4];
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    for row in rows {
-        let line = format!(
-            "{:<w0$}  {:<w1$}  {:<w2$}  {}",
-            row[0],
-            row[1],
-            row[2],
-            row[3],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2]
-        );
-        let _ = writeln!(out, "{}", line.trim_end());
-    }
 }

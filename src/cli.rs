@@ -469,15 +469,47 @@ fn run(opts: RunOptions) -> ExitCode {
         Ok(f) => f,
         Err(e) => return fail(2, e),
     };
-    logging::init(opts.log_format, filter);
-    if opts.tracing || config.tracing.enabled {
-        tracing::warn!(
-            "OpenTelemetry export is not available in this build yet; continuing without traces"
-        );
+    let telemetry = (opts.tracing || config.tracing.enabled).then(|| {
+        crate::telemetry::init(&crate::telemetry::TelemetrySettings {
+            endpoint: config.tracing.endpoint.clone(),
+            mode: opts.mode.as_str(),
+        })
+    });
+    let otel = match &telemetry {
+        Some(Ok(t)) => Some(t.layer()),
+        _ => None,
+    };
+    logging::init(opts.log_format, filter, otel);
+    crate::supervise::install_panic_hook();
+    let telemetry = match telemetry {
+        Some(Ok(t)) => {
+            tracing::info!(endpoint = t.endpoint(), "exporting OpenTelemetry traces");
+            Some(t)
+        }
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "OpenTelemetry export is off; continuing without traces");
+            None
+        }
+        None => None,
+    };
+    let code = match opts.mode {
+        RunMode::Monitor => run_monitor(&opts, &config, consul, listen, telemetry.as_ref()),
+        RunMode::Agent => run_agent(&opts, &config, consul, listen, telemetry.as_ref()),
+    };
+    // Bounded: a collector that hangs delays the exit by at most this.
+    if let Some(t) = telemetry {
+        t.shutdown(Duration::from_secs(2));
     }
-    match opts.mode {
-        RunMode::Monitor => run_monitor(&opts, &config, consul, listen),
-        RunMode::Agent => run_agent(&opts, &config, consul, listen),
+    code
+}
+
+/// Puts the trace span counters on the mode's `/metrics`.
+fn register_trace_metrics(
+    telemetry: Option<&crate::telemetry::Telemetry>,
+    registry: &prometheus::Registry,
+) {
+    if let Some(Err(e)) = telemetry.map(|t| t.register_metrics(registry)) {
+        tracing::warn!(error = %e, "trace span counters are not on /metrics");
     }
 }
 
@@ -486,6 +518,7 @@ fn run_monitor(
     config: &Config,
     consul: ConsulSettings,
     listen: std::net::SocketAddr,
+    telemetry: Option<&crate::telemetry::Telemetry>,
 ) -> ExitCode {
     let node = match opts.node.clone().map(Ok).unwrap_or_else(hostname) {
         Ok(n) => n,
@@ -497,6 +530,7 @@ fn run_monitor(
     let registry = prometheus::Registry::new();
     let metrics = match MonitorMetrics::register(&registry).and_then(|m| {
         metrics::register_build_info(&registry, "monitor")?;
+        crate::supervise::register_metrics(&registry)?;
         Ok(m)
     }) {
         Ok(m) => m,
@@ -511,7 +545,8 @@ fn run_monitor(
             );
         }
     };
-    let server = match MetricsServer::start(listen, registry, "monitor") {
+    register_trace_metrics(telemetry, &registry);
+    let server = match MetricsServer::start(listen, registry.clone(), "monitor") {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::error!(error = %e, "cannot start metrics thread; continuing without metrics");
@@ -519,6 +554,17 @@ fn run_monitor(
         }
     };
     // Optional monitor-side loops (WireGuard endpoint re-resolver) start here.
+    // Its own thread: WireGuard failures never reach the heartbeat.
+    let wg_resolver = match config.wireguard.as_ref().filter(|w| w.enabled) {
+        Some(w) => match crate::wireguard::start(w, &registry) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                tracing::error!(error = %e, "WireGuard endpoint resolver not started");
+                None
+            }
+        },
+        None => None,
+    };
     let shutdown_timeout = Duration::from_millis(1200);
     let client = ConsulClient::new(&consul);
     let shutdown_client = ConsulClient::with_timeouts(
@@ -535,6 +581,9 @@ fn run_monitor(
         shutdown_timeout,
     };
     monitor::run(opts, client, shutdown_client, metrics, shutdown);
+    if let Some(h) = wg_resolver {
+        h.stop(Duration::from_secs(1));
+    }
     if let Some(s) = server {
         s.stop();
     }
@@ -547,6 +596,7 @@ fn run_agent(
     config: &Config,
     consul: ConsulSettings,
     listen: std::net::SocketAddr,
+    telemetry: Option<&crate::telemetry::Telemetry>,
 ) -> ExitCode {
     use crate::agent::cycle::CycleSettings;
     use crate::agent::tracker::TrackerSettings;
@@ -563,6 +613,7 @@ fn run_agent(
     let names: Vec<&str> = config.nodes.iter().map(|n| n.name.as_str()).collect();
     let metrics = match crate::metrics::AgentMetrics::register(&registry, names).and_then(|m| {
         metrics::register_build_info(&registry, "agent")?;
+        crate::supervise::register_metrics(&registry)?;
         Ok(m)
     }) {
         Ok(m) => m,
@@ -577,7 +628,8 @@ fn run_agent(
             );
         }
     };
-    let server = match MetricsServer::start(listen, registry, "agent") {
+    register_trace_metrics(telemetry, &registry);
+    let server = match MetricsServer::start(listen, registry.clone(), "agent") {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::error!(error = %e, "cannot start metrics thread; continuing without metrics");
@@ -585,6 +637,17 @@ fn run_agent(
         }
     };
     // Optional agent-side loops (WAN-IP DDNS updater) start here.
+    let wan_dns = config
+        .wan_dns
+        .as_ref()
+        .filter(|w| w.enabled)
+        .and_then(|w| match crate::wandns::start(w, &registry) {
+            Ok(handle) => Some(handle),
+            Err(e) => {
+                tracing::error!(error = %e, "WAN-IP DDNS updater is off; the agent carries on without it");
+                None
+            }
+        });
     let a = &config.agent;
     let agent_opts = AgentOptions {
         nodes: config.nodes.clone(),
@@ -613,6 +676,9 @@ fn run_agent(
         metrics,
         shutdown,
     );
+    if let Some(w) = wan_dns {
+        w.stop(Duration::from_secs(1));
+    }
     if let Some(s) = server {
         s.stop();
     }

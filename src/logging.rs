@@ -4,9 +4,12 @@
 
 use std::str::FromStr;
 
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::telemetry::OtelLayer;
 
 /// Output format of log lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,9 +56,22 @@ pub fn parse_level(spec: &str) -> Result<Targets, String> {
     Ok(targets)
 }
 
+/// Level at which spans (and the events inside them) go to OpenTelemetry,
+/// whatever `-log-level` says: `-log-level warn` must not remove traces.
+pub const TRACE_EXPORT_LEVEL: LevelFilter = LevelFilter::INFO;
+
+/// Which spans the OpenTelemetry layer sees: ours, at [`TRACE_EXPORT_LEVEL`].
+fn otel_filter() -> Targets {
+    Targets::new().with_target("oracle_watchdog", TRACE_EXPORT_LEVEL)
+}
+
 /// Installs the global subscriber. Call once, before any thread starts.
-pub fn init(format: LogFormat, filter: Targets) {
-    let registry = tracing_subscriber::registry().with(filter);
+///
+/// Each layer has its own filter: log lines follow `filter` (the user's
+/// `-log-level`), the optional OpenTelemetry layer (`otel`, from
+/// `telemetry::Telemetry::layer`) always sees our spans at INFO.
+pub fn init(format: LogFormat, filter: Targets, otel: Option<OtelLayer>) {
+    let registry = tracing_subscriber::registry().with(otel.map(|l| l.with_filter(otel_filter())));
     let result = match format {
         LogFormat::Json => registry
             .with(
@@ -65,7 +81,8 @@ pub fn init(format: LogFormat, filter: Targets) {
                     .with_current_span(false)
                     .with_span_list(false)
                     .with_thread_names(true)
-                    .with_writer(std::io::stderr),
+                    .with_writer(std::io::stderr)
+                    .with_filter(filter),
             )
             .try_init(),
         LogFormat::Text => registry
@@ -73,7 +90,8 @@ pub fn init(format: LogFormat, filter: Targets) {
                 tracing_subscriber::fmt::layer()
                     .with_ansi(false)
                     .with_thread_names(true)
-                    .with_writer(std::io::stderr),
+                    .with_writer(std::io::stderr)
+                    .with_filter(filter),
             )
             .try_init(),
     };

@@ -157,7 +157,7 @@ pub fn status(config: &Path) -> ExitCode {
             .unwrap_or_else(|| "-".into());
         rows.push([name, heartbeat, restart, maint]);
     }
-    print_table(&rows);
+    let _ = crate::table::write(&mut std::io::stdout().lock(), &rows);
     ExitCode::SUCCESS
 }
 
@@ -214,6 +214,7 @@ pub fn restart(node_name: &str, config: &Path, dry_run: bool) -> ExitCode {
     crate::logging::init(
         crate::logging::LogFormat::Text,
         tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO),
+        None,
     );
     let (events, _events_rx) = unbounded();
     let (cancel_tx, cancel_rx) = bounded::<()>(0);
@@ -263,26 +264,4 @@ pub fn restart(node_name: &str, config: &Path, dry_run: bool) -> ExitCode {
 /// `3m12s`-style age.
 fn human(secs: u64) -> String {
     crate::config::format_duration(Duration::from_secs(secs))
-}
-
-fn print_table(rows: &[[String; 4]]) {
-    let mut widths = [0usize; 4];
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    for row in rows {
-        let line = format!(
-            "{:<w0$}  {:<w1$}  {:<w2$}  {}",
-            row[0],
-            row[1],
-            row[2],
-            row[3],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2]
-        );
-        println!("{}", line.trim_end());
-    }
 }

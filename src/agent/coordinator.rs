@@ -56,8 +56,8 @@ pub fn run(
     metrics: AgentMetrics,
     shutdown: Receiver<ShutdownRequested>,
 ) {
-    let (watch_tx, watch_rx) = bounded::<WatchEvent>(16);
-    let (leader_tx, leader_rx) = bounded::<LeaderEvent>(16);
+    let (watch_tx, mut watch_rx) = bounded::<WatchEvent>(16);
+    let (leader_tx, mut leader_rx) = bounded::<LeaderEvent>(16);
     let (worker_tx, worker_rx) = unbounded::<WorkerEvent>();
     // Dropping `cancel_tx` tells every waiting worker to stop (end of grace).
     let (cancel_tx, cancel_rx) = bounded::<()>(0);
@@ -136,9 +136,20 @@ pub fn run(
         select! {
             recv(watch_rx) -> ev => match ev {
                 Ok(ev) => c.on_watch(ev),
-                Err(_) => tracing::error!("Consul watcher stopped"),
+                Err(_) => {
+                    // Only possible when the watcher thread could not start:
+                    // stop selecting on the closed channel (no busy loop).
+                    tracing::error!("Consul watcher is not running; no node state updates");
+                    watch_rx = never();
+                }
             },
-            recv(leader_rx) -> ev => if let Ok(ev) = ev { c.on_leader(ev) },
+            recv(leader_rx) -> ev => match ev {
+                Ok(ev) => c.on_leader(ev),
+                Err(_) => {
+                    tracing::error!("leader election is not running; this agent will not act");
+                    leader_rx = never();
+                }
+            },
             recv(worker_rx) -> ev => if let Ok(ev) = ev { c.on_worker(ev) },
             recv(timer) -> _ => {
                 c.tracker.tick(Instant::now(), &mut out);
@@ -390,19 +401,7 @@ impl Coordinator {
             };
             if let super::tracker::Presence::Missing { first_seen, .. } = view.presence {
                 let at = wall - now.saturating_duration_since(first_seen);
-                let record = MissingRecord {
-                    since: crate::wallclock::rfc3339(at),
-                    since_unix: at
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.as_secs())
-                        .unwrap_or(0),
-                };
-                if let Ok(value) = serde_json::to_vec(&record) {
-                    kv.send(KvWrite::Put {
-                        key: missing_key(name),
-                        value,
-                    });
-                }
+                kv.send(missing_write(name, at));
             }
         }
     }
@@ -413,20 +412,7 @@ impl Coordinator {
             return;
         };
         if missing {
-            let now = std::time::SystemTime::now();
-            let record = MissingRecord {
-                since: crate::wallclock::rfc3339(now),
-                since_unix: now
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0),
-            };
-            if let Ok(value) = serde_json::to_vec(&record) {
-                kv.send(KvWrite::Put {
-                    key: missing_key(node),
-                    value,
-                });
-            }
+            kv.send(missing_write(node, std::time::SystemTime::now()));
         } else {
             kv.send(KvWrite::Delete {
                 key: missing_key(node),
@@ -523,6 +509,21 @@ impl Coordinator {
         self.metrics
             .nodes_missing
             .set(self.tracker.missing_count() as i64);
+    }
+}
+
+/// The KV write recording that `node` has been missing since `at`.
+fn missing_write(node: &str, at: std::time::SystemTime) -> KvWrite {
+    let record = MissingRecord {
+        since: crate::wallclock::rfc3339(at),
+        since_unix: at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    };
+    KvWrite::Put {
+        key: missing_key(node),
+        value: serde_json::to_vec(&record).unwrap_or_default(),
     }
 }
 

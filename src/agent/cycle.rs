@@ -24,73 +24,10 @@ use std::time::{Duration, Instant};
 use crate::backoff::Backoff;
 use crate::config::format_duration;
 
-/// An instance's OCI `lifecycleState`, as far as a restart cycle cares.
-///
-/// Kept here (not borrowed from the OCI adapter) so the cycle stays a pure
-/// decision module; [`InstanceState::parse`] takes OCI's spelling.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum InstanceState {
-    /// Being moved to another host: wait.
-    Moving,
-    /// Being created: it will become RUNNING.
-    Provisioning,
-    /// Up.
-    Running,
-    /// Powering on: it will become RUNNING.
-    Starting,
-    /// Powering off: it will become STOPPED.
-    Stopping,
-    /// Off: needs a START.
-    Stopped,
-    /// A custom image is being taken: wait.
-    CreatingImage,
-    /// Being deleted: nothing can bring it back.
-    Terminating,
-    /// Deleted: nothing can bring it back.
-    Terminated,
-    /// A state this program does not know (OCI may add some): wait.
-    Unknown(String),
-}
-
-impl InstanceState {
-    /// Parses OCI's spelling (`"STOPPED"`); unknown values are kept.
-    pub fn parse(s: &str) -> InstanceState {
-        match s {
-            "MOVING" => InstanceState::Moving,
-            "PROVISIONING" => InstanceState::Provisioning,
-            "RUNNING" => InstanceState::Running,
-            "STARTING" => InstanceState::Starting,
-            "STOPPING" => InstanceState::Stopping,
-            "STOPPED" => InstanceState::Stopped,
-            "CREATING_IMAGE" => InstanceState::CreatingImage,
-            "TERMINATING" => InstanceState::Terminating,
-            "TERMINATED" => InstanceState::Terminated,
-            other => InstanceState::Unknown(other.to_string()),
-        }
-    }
-
-    /// OCI's spelling, for logs and failure reasons.
-    pub fn as_str(&self) -> &str {
-        match self {
-            InstanceState::Moving => "MOVING",
-            InstanceState::Provisioning => "PROVISIONING",
-            InstanceState::Running => "RUNNING",
-            InstanceState::Starting => "STARTING",
-            InstanceState::Stopping => "STOPPING",
-            InstanceState::Stopped => "STOPPED",
-            InstanceState::CreatingImage => "CREATING_IMAGE",
-            InstanceState::Terminating => "TERMINATING",
-            InstanceState::Terminated => "TERMINATED",
-            InstanceState::Unknown(s) => s,
-        }
-    }
-}
-
-impl fmt::Display for InstanceState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// An instance's OCI lifecycle state, as the cycle sees it: the compute
+/// client's own type (a plain enum with an `Unknown` fallback), so nothing
+/// is translated between the adapter and the decision logic.
+pub use crate::oci::LifecycleState as InstanceState;
 
 /// Where a cycle stands. Stored in Consul KV (as [`Phase::as_str`]) so a
 /// restarted agent or a standby can resume it.

@@ -50,9 +50,22 @@ impl Elector {
         events: Sender<LeaderEvent>,
     ) -> std::io::Result<Elector> {
         let (stop_tx, stop_rx) = bounded(1);
-        let thread = std::thread::Builder::new()
-            .name("leader".into())
-            .spawn(move || campaign(client, settings, events, stop_rx))?;
+        let restarted = std::sync::atomic::AtomicBool::new(false);
+        let thread = crate::supervise::spawn("leader", move || {
+            if restarted.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                // The previous run panicked: whatever it held is unknown now,
+                // so this agent must not act until it wins the lock again.
+                let _ = events.send(LeaderEvent::Lost {
+                    reason: "leader election thread restarted after a panic".into(),
+                });
+            }
+            campaign(
+                client.clone(),
+                settings.clone(),
+                events.clone(),
+                stop_rx.clone(),
+            )
+        })?;
         Ok(Elector {
             stop: stop_tx,
             thread: Some(thread),

@@ -19,6 +19,7 @@ pub mod tracker;
 
 // I/O around the pure logic: threads and adapters.
 pub mod coordinator;
+pub mod cycle_trace;
 pub mod kvwriter;
 pub mod leader;
 pub mod records;

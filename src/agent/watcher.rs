@@ -45,9 +45,14 @@ impl Watcher {
         events: Sender<WatchEvent>,
     ) -> std::io::Result<Watcher> {
         let (stop_tx, stop_rx) = bounded(1);
-        let thread = std::thread::Builder::new()
-            .name("consul-watch".into())
-            .spawn(move || watch(client, check_interval, events, stop_rx))?;
+        let thread = crate::supervise::spawn("consul-watch", move || {
+            watch(
+                client.clone(),
+                check_interval,
+                events.clone(),
+                stop_rx.clone(),
+            )
+        })?;
         Ok(Watcher {
             stop: stop_tx,
             thread: Some(thread),
@@ -82,7 +87,26 @@ fn watch(
             index,
             wait: check_interval,
         };
-        let pause = match client.list(WATCH_PREFIX, Some(query)) {
+        // One root span per pass; the Consul call is its child.
+        let span = tracing::info_span!(
+            parent: None,
+            "watch_pass",
+            index,
+            new_index = tracing::field::Empty,
+            keys = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            otel.status_description = tracing::field::Empty,
+        );
+        let result = span.in_scope(|| client.list(WATCH_PREFIX, Some(query)));
+        match &result {
+            Ok((pairs, new_index)) => {
+                span.record("new_index", new_index);
+                span.record("keys", pairs.len());
+            }
+            Err(e) => crate::telemetry::record_error(&span, &e.to_string()),
+        }
+        drop(span);
+        let pause = match result {
             Ok((pairs, new_index)) => {
                 backoff.reset();
                 let polling = new_index == 0;

@@ -17,6 +17,7 @@ use super::cycle::{
     Action, ActionError, ActionErrorKind, CycleNote, CycleSettings, InstanceState, Phase,
     RestartCycle, Step,
 };
+use super::cycle_trace::CycleTrace;
 use super::records::{RestartRecord, restart_key};
 use super::tracker::CycleOutcome;
 use crate::config::NodeConfig;
@@ -82,6 +83,7 @@ pub fn spawn(job: CycleJob, ctx: WorkerContext) -> std::io::Result<std::thread::
         let node = job.node.name.clone();
         let events = ctx.events.clone();
         let outcome = catch_unwind(AssertUnwindSafe(|| run(job, ctx))).unwrap_or_else(|_| {
+            crate::supervise::count_panic("restart");
             tracing::error!(node = %node, "restart cycle panicked; reporting it as failed");
             CycleOutcome::Failed {
                 permanent: false,
@@ -93,8 +95,17 @@ pub fn spawn(job: CycleJob, ctx: WorkerContext) -> std::io::Result<std::thread::
 }
 
 /// Runs a cycle to its end on the current thread (also used by
-/// `oracle-watchdog restart NODE`).
+/// `oracle-watchdog restart NODE`). The cycle is one trace (see
+/// [`CycleTrace`]); Consul calls made meanwhile are children of its root.
 pub fn run(job: CycleJob, ctx: WorkerContext) -> CycleOutcome {
+    let mut trace = CycleTrace::start(&job.node, job.attempt, job.resume_from.is_some());
+    let root = trace.root().clone();
+    let outcome = root.in_scope(|| drive(&job, &ctx, &mut trace));
+    trace.finish(&outcome);
+    outcome
+}
+
+fn drive(job: &CycleJob, ctx: &WorkerContext, trace: &mut CycleTrace) -> CycleOutcome {
     let node = &job.node;
     let now = Instant::now();
     let mut cycle = match job.resume_from {
@@ -106,11 +117,13 @@ pub fn run(job: CycleJob, ctx: WorkerContext) -> CycleOutcome {
         .clone()
         .unwrap_or_else(|| crate::wallclock::rfc3339(SystemTime::now()));
     let mut w = Run {
-        job: &job,
-        ctx: &ctx,
+        job,
+        ctx,
         started_at,
         calls: 0,
+        trace,
     };
+    w.trace.phase(cycle.phase());
     tracing::info!(
         node = %node.name,
         instance = %node.instance_id,
@@ -126,11 +139,14 @@ pub fn run(job: CycleJob, ctx: WorkerContext) -> CycleOutcome {
         w.notes(&mut notes, cycle.phase());
         match step {
             Step::Do(Action::GetInstance) => {
+                let span = w.trace.oci_call(Action::GetInstance);
+                let _call = span.enter();
                 let result = ctx
                     .oci
                     .get_instance(&node.instance_id, node.region.as_deref());
                 match result {
                     Ok(instance) => {
+                        CycleTrace::call_ok(&span, &instance);
                         w.reachable(true);
                         tracing::debug!(
                             node = %node.name,
@@ -145,6 +161,7 @@ pub fn run(job: CycleJob, ctx: WorkerContext) -> CycleOutcome {
                         cycle.on_instance(state, Instant::now(), &mut notes);
                     }
                     Err(e) => {
+                        CycleTrace::call_failed(&span, &e);
                         w.failed_call(&e, cycle.phase());
                         cycle.on_error(
                             Action::GetInstance,
@@ -162,6 +179,8 @@ pub fn run(job: CycleJob, ctx: WorkerContext) -> CycleOutcome {
                     InstanceAction::Start
                 };
                 let token = w.retry_token(action);
+                let span = w.trace.oci_call(action);
+                let _call = span.enter();
                 match ctx.oci.instance_action(
                     &node.instance_id,
                     node.region.as_deref(),
@@ -169,6 +188,7 @@ pub fn run(job: CycleJob, ctx: WorkerContext) -> CycleOutcome {
                     &token,
                 ) {
                     Ok(instance) => {
+                        CycleTrace::call_ok(&span, &instance);
                         w.reachable(true);
                         tracing::info!(
                             node = %node.name,
@@ -183,6 +203,7 @@ pub fn run(job: CycleJob, ctx: WorkerContext) -> CycleOutcome {
                         cycle.on_action_ok(action, Instant::now(), &mut notes);
                     }
                     Err(e) => {
+                        CycleTrace::call_failed(&span, &e);
                         w.failed_call(&e, cycle.phase());
                         cycle.on_error(action, map_error(&e), Instant::now(), &mut notes);
                     }
@@ -216,12 +237,13 @@ pub fn run(job: CycleJob, ctx: WorkerContext) -> CycleOutcome {
     }
 }
 
-/// Per-run helpers (logging, KV, tokens).
+/// Per-run helpers (logging, KV, tokens, trace spans).
 struct Run<'a> {
     job: &'a CycleJob,
     ctx: &'a WorkerContext,
     started_at: String,
     calls: u32,
+    trace: &'a mut CycleTrace,
 }
 
 impl Run<'_> {
@@ -238,6 +260,7 @@ impl Run<'_> {
                         phase = to.as_str(),
                         "restart cycle phase"
                     );
+                    self.trace.phase(to);
                     if !to.is_terminal() {
                         self.persist(to);
                     }

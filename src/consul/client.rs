@@ -281,7 +281,42 @@ impl ConsulClient {
         self.request_with_extra_time(method, path, body, query, action, Duration::ZERO)
     }
 
+    /// One HTTP call inside a `consul <action>` span (method, path, status;
+    /// transport failures and error statuses other than 404 mark it ERROR).
     fn request_with_extra_time(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        query: Option<&str>,
+        action: &'static str,
+        extra: Duration,
+    ) -> Result<Answer, ConsulError> {
+        let span = tracing::info_span!(
+            "consul",
+            otel.name = format!("consul {action}").as_str(),
+            method,
+            path,
+            status = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            otel.status_description = tracing::field::Empty,
+        );
+        let _entered = span.enter();
+        let result = self.call(method, path, body, query, action, extra);
+        let failure = match &result {
+            Ok(a) => {
+                span.record("status", a.status);
+                (a.status >= 400 && a.status != 404).then(|| format!("HTTP {}", a.status))
+            }
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(message) = failure {
+            crate::telemetry::record_error(&span, &message);
+        }
+        result
+    }
+
+    fn call(
         &self,
         method: &str,
         path: &str,
@@ -402,6 +437,13 @@ fn decode_pairs(body: &str, action: &'static str) -> Result<Vec<KvPair>, ConsulE
             })
         })
         .collect()
+}
+
+/// Decodes a `GET /v1/kv/...` body the way [`ConsulClient::get`] and
+/// [`ConsulClient::list`] do. Public so fuzz targets and property tests reach
+/// the client's own decoder.
+pub fn decode_kv_listing(body: &str) -> Result<Vec<KvPair>, ConsulError> {
+    decode_pairs(body, "list keys")
 }
 
 fn bad(action: &'static str, detail: &str) -> ConsulError {

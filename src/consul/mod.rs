@@ -10,7 +10,9 @@ mod client;
 mod error;
 mod settings;
 
-pub use client::{BlockingQuery, ConsulClient, KvPair, SessionBehavior, SessionSpec};
+pub use client::{
+    BlockingQuery, ConsulClient, KvPair, SessionBehavior, SessionSpec, decode_kv_listing,
+};
 pub use error::{ConsulError, ConsulSetupError};
 pub use settings::{ConsulSettings, DEFAULT_ADDRESS};
 

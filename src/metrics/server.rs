@@ -58,9 +58,16 @@ impl MetricsServer {
         let (bound_tx, bound_rx) = bounded::<SocketAddr>(1);
         let live = Arc::new(Mutex::new(None));
         let slot = live.clone();
-        let thread = std::thread::Builder::new()
-            .name("metrics".into())
-            .spawn(move || serve(addr, registry, mode, stop_rx, bound_tx, slot))?;
+        let thread = crate::supervise::spawn("metrics", move || {
+            serve(
+                addr,
+                registry.clone(),
+                mode,
+                stop_rx.clone(),
+                bound_tx.clone(),
+                slot.clone(),
+            )
+        })?;
         Ok(MetricsServer {
             stop: stop_tx,
             thread: Some(thread),

@@ -12,6 +12,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender, after, bounded, never, select, tick};
+use tracing::Span;
 
 use crate::consul::{ConsulClient, ConsulError, SessionBehavior, SessionSpec, node_key};
 use crate::metrics::MonitorMetrics;
@@ -76,7 +77,10 @@ pub fn run(
     metrics.consul_connected.set(0);
     metrics.session_active.set(0);
 
-    let (req_tx, req_rx) = bounded::<Request>(1);
+    // Each request travels with its trace span; the coordinator keeps a
+    // handle (`pending`) so the transitions its outcome causes are events
+    // of that span.
+    let (req_tx, req_rx) = bounded::<(Request, Span)>(1);
     let (out_tx, out_rx) = bounded::<Outcome>(1);
     let worker = Worker {
         client,
@@ -90,11 +94,14 @@ pub fn run(
     let mut summary = Summary::default();
     let summary_tick = tick(SUMMARY_INTERVAL);
     let mut notes = Vec::new();
+    let mut pending: Option<Span> = None;
     let signal = loop {
         let now = Instant::now();
         if let Some(request) = hb.poll(now, &mut notes) {
             tracing::debug!(request = ?request, "consul request");
-            if req_tx.send(request).is_err() {
+            let span = request_span(&request, &opts.node);
+            pending = Some(span.clone());
+            if req_tx.send((request, span)).is_err() {
                 // Cannot happen while we hold req_rx; treat like a failure.
                 hb.on_outcome(worker_gone(), now, &mut notes);
             }
@@ -107,7 +114,11 @@ pub fn run(
         select! {
             recv(out_rx) -> outcome => {
                 let outcome = outcome.unwrap_or_else(|_| worker_gone());
+                let span = pending.take().unwrap_or_else(Span::none);
+                let _entered = span.enter();
+                record_outcome(&span, &outcome);
                 hb.on_outcome(outcome, Instant::now(), &mut notes);
+                apply(&mut notes, &metrics, &mut summary, &opts.node);
             }
             recv(shutdown) -> s => break s.ok(),
             recv(timer) -> _ => {}
@@ -117,6 +128,7 @@ pub fn run(
         if worker_handle.as_ref().is_none_or(|h| h.is_finished()) {
             tracing::error!("heartbeat worker thread is not running; restarting it");
             worker_handle = spawn_worker(worker.clone(), req_rx.clone(), out_tx.clone());
+            pending = None;
             if hb.next_wakeup().is_none() {
                 // Its request will never be answered.
                 hb.on_outcome(worker_gone(), Instant::now(), &mut notes);
@@ -189,20 +201,64 @@ impl Worker {
     }
 }
 
+/// The root span of one heartbeat request (`heartbeat create`, `acquire`,
+/// `renew`, `verify`); its Consul call is a child, the state transitions
+/// it causes are its events.
+fn request_span(request: &Request, node: &str) -> Span {
+    macro_rules! request_span {
+        ($name:literal) => {
+            tracing::info_span!(
+                parent: None,
+                $name,
+                node,
+                outcome = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
+                otel.status_description = tracing::field::Empty,
+            )
+        };
+    }
+    match request {
+        Request::CreateSession => request_span!("heartbeat create"),
+        Request::Acquire { .. } => request_span!("heartbeat acquire"),
+        Request::Renew { .. } => request_span!("heartbeat renew"),
+        Request::Verify { .. } => request_span!("heartbeat verify"),
+    }
+}
+
+fn record_outcome(span: &Span, outcome: &Outcome) {
+    let name = match outcome {
+        Outcome::SessionCreated(_) => "session_created",
+        Outcome::Acquired(true) => "acquired",
+        Outcome::Acquired(false) => "held_by_another_session",
+        Outcome::Renewed => "renewed",
+        Outcome::SessionGone => "session_gone",
+        Outcome::KeyHolder(_) => "key_read",
+        Outcome::Failed { .. } => "failed",
+    };
+    span.record("outcome", name);
+    if let Outcome::Failed { message, .. } = outcome {
+        crate::telemetry::record_error(span, message);
+    }
+}
+
 fn spawn_worker(
     worker: Worker,
-    requests: Receiver<Request>,
+    requests: Receiver<(Request, Span)>,
     outcomes: Sender<Outcome>,
 ) -> Option<std::thread::JoinHandle<()>> {
     let spawned = std::thread::Builder::new()
         .name("consul-heartbeat".into())
         .spawn(move || {
             // Ends when the coordinator drops its request sender.
-            for request in requests.iter() {
+            for (request, span) in requests.iter() {
+                let _entered = span.enter();
                 let outcome = catch_unwind(AssertUnwindSafe(|| worker.execute(&request)))
-                    .unwrap_or_else(|_| Outcome::Failed {
-                        kind: FailureKind::Rejected,
-                        message: "internal error: heartbeat request panicked".into(),
+                    .unwrap_or_else(|_| {
+                        crate::supervise::count_panic("consul-heartbeat");
+                        Outcome::Failed {
+                            kind: FailureKind::Rejected,
+                            message: "internal error: heartbeat request panicked".into(),
+                        }
                     });
                 if outcomes.send(outcome).is_err() {
                     return;

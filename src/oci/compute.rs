@@ -478,77 +478,90 @@ impl ComputeClient {
                 };
             }
         };
-        if (200..300).contains(&status) {
-            return Attempt::Done(match serde_json::from_str::<InstanceBody>(&text) {
-                Ok(b) => Ok(Instance {
-                    id: b.id,
-                    lifecycle_state: LifecycleState::parse(&b.lifecycle_state),
-                    display_name: b.display_name,
-                    region: b.region,
-                    opc_request_id,
-                }),
-                Err(e) => {
-                    return done_err(
-                        OciErrorKind::BadResponse {
-                            detail: format!("HTTP {status}: {e}"),
-                        },
-                        opc_request_id,
-                    );
-                }
-            });
-        }
-        let err: ErrorBody = serde_json::from_str(&text).unwrap_or_default();
-        match status {
-            401 => done_err(
-                OciErrorKind::NotAuthenticated {
-                    message: err.message,
-                },
-                opc_request_id,
-            ),
-            404 => done_err(
-                OciErrorKind::NotAuthorizedOrNotFound {
-                    message: err.message,
-                },
-                opc_request_id,
-            ),
-            409 => done_err(
-                OciErrorKind::IncorrectState {
-                    message: err.message,
-                },
-                opc_request_id,
-            ),
-            429 => Attempt::Retry {
-                kind: OciErrorKind::Throttled,
+        match decode_response(status, &text, opc_request_id.clone(), retry_after) {
+            Decoded::Instance(instance) => Attempt::Done(Ok(instance)),
+            Decoded::Failed(kind) => done_err(kind, opc_request_id),
+            Decoded::Retry { kind, retry_after } => Attempt::Retry {
+                kind,
                 opc_request_id,
                 retry_after,
             },
-            500..=599 if is_out_of_capacity(&err) => done_err(
-                OciErrorKind::OutOfCapacity {
-                    message: err.message,
-                },
-                opc_request_id,
-            ),
-            500..=599 => {
-                let detail = if err.code.is_empty() {
-                    format!("HTTP {status}")
-                } else {
-                    format!("HTTP {status} {}: {}", err.code, err.message)
-                };
-                Attempt::Retry {
-                    kind: OciErrorKind::Transient { detail },
-                    opc_request_id,
-                    retry_after,
-                }
-            }
-            _ => done_err(
-                OciErrorKind::Rejected {
-                    status,
-                    code: err.code,
-                    message: err.message,
-                },
-                opc_request_id,
-            ),
         }
+    }
+}
+
+/// What one OCI answer means, decided from its status and body alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decoded {
+    /// A 2xx answer with an instance body.
+    Instance(Instance),
+    /// A failure that retrying the same call will not fix.
+    Failed(OciErrorKind),
+    /// A failure worth retrying (429, 5xx other than out of capacity).
+    Retry {
+        /// The classification.
+        kind: OciErrorKind,
+        /// `Retry-After`, when the answer had one.
+        retry_after: Option<Duration>,
+    },
+}
+
+/// Decodes an answer's status and body the way [`ComputeClient`] does.
+/// Public so fuzz targets and property tests reach the client's own decoder.
+pub fn decode_response(
+    status: u16,
+    text: &str,
+    opc_request_id: Option<String>,
+    retry_after: Option<Duration>,
+) -> Decoded {
+    if (200..300).contains(&status) {
+        return match serde_json::from_str::<InstanceBody>(text) {
+            Ok(b) => Decoded::Instance(Instance {
+                id: b.id,
+                lifecycle_state: LifecycleState::parse(&b.lifecycle_state),
+                display_name: b.display_name,
+                region: b.region,
+                opc_request_id,
+            }),
+            Err(e) => Decoded::Failed(OciErrorKind::BadResponse {
+                detail: format!("HTTP {status}: {e}"),
+            }),
+        };
+    }
+    let err: ErrorBody = serde_json::from_str(text).unwrap_or_default();
+    match status {
+        401 => Decoded::Failed(OciErrorKind::NotAuthenticated {
+            message: err.message,
+        }),
+        404 => Decoded::Failed(OciErrorKind::NotAuthorizedOrNotFound {
+            message: err.message,
+        }),
+        409 => Decoded::Failed(OciErrorKind::IncorrectState {
+            message: err.message,
+        }),
+        429 => Decoded::Retry {
+            kind: OciErrorKind::Throttled,
+            retry_after,
+        },
+        500..=599 if is_out_of_capacity(&err) => Decoded::Failed(OciErrorKind::OutOfCapacity {
+            message: err.message,
+        }),
+        500..=599 => {
+            let detail = if err.code.is_empty() {
+                format!("HTTP {status}")
+            } else {
+                format!("HTTP {status} {}: {}", err.code, err.message)
+            };
+            Decoded::Retry {
+                kind: OciErrorKind::Transient { detail },
+                retry_after,
+            }
+        }
+        _ => Decoded::Failed(OciErrorKind::Rejected {
+            status,
+            code: err.code,
+            message: err.message,
+        }),
     }
 }
 

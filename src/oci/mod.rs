@@ -25,8 +25,8 @@ mod setup;
 mod signer;
 
 pub use compute::{
-    CONNECT_TIMEOUT, ComputeClient, Instance, InstanceAction, LifecycleState, RetryPolicy,
-    TOTAL_TIMEOUT,
+    CONNECT_TIMEOUT, ComputeClient, Decoded, Instance, InstanceAction, LifecycleState, RetryPolicy,
+    TOTAL_TIMEOUT, decode_response,
 };
 pub use error::{KeyError, OciConfigError, OciError, OciErrorKind, Operation};
 pub use key::{ApiKey, permission_warning};

@@ -5,5 +5,8 @@
 //! threads, and exposes a Rust control API plus an HTTP admin API under
 //! `/_standin/` so that scripts can inject faults too.
 
+pub mod cloudflare;
 pub mod consul;
+pub mod ipprovider;
 pub mod oci;
+pub mod otlp;

@@ -19,6 +19,9 @@ stand-ins:
   consul  --listen ADDR (default 127.0.0.1:8500) [--token T] [--expiry-factor F] [--node NAME]
   oci     [--listen ADDR (default 127.0.0.1:0)] [--instance OCID=STATE]... [--key KEYID=PEMFILE]...
           [--transition-ms N] [--hang-ms N]
+  cloudflare [--listen ADDR] --token T --zone Z [--record NAME=IP]...
+  ipprovider [--listen ADDR] [--ip A.B.C.D]
+  otlp    [--listen ADDR (default 127.0.0.1:4318)]   prints one JSON line per received span
 ";
 
 fn main() -> ExitCode {
@@ -32,6 +35,18 @@ fn main() -> ExitCode {
         Some("oci") => match watchdog_standins::oci::serve_from_args(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => usage_error(&format!("oci: {err}")),
+        },
+        Some("cloudflare") => match watchdog_standins::cloudflare::serve_from_args(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => usage_error(&format!("cloudflare: {err}")),
+        },
+        Some("ipprovider") => match watchdog_standins::ipprovider::serve_from_args(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => usage_error(&format!("ipprovider: {err}")),
+        },
+        Some("otlp") => match watchdog_standins::otlp::serve_from_args(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => usage_error(&format!("otlp: {err}")),
         },
         None if args.contains(["-h", "--help"]) => {
             print!("{USAGE}");
