@@ -1,5 +1,6 @@
-//! Command line: parsing (seed-compatible, Go-style `-flag` spellings) and
-//! the top-level flow of each command, with exit codes.
+//! Command line: parsing (seed-compatible, Go-style `-flag` spellings), help,
+//! and dispatch to the daemon modes ([`crate::daemon`]) and the one-shot
+//! commands ([`crate::check`], [`crate::ops`]).
 //!
 //! Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
 
@@ -8,12 +9,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::config::{Config, Mode};
-use crate::consul::{ConsulClient, ConsulSettings};
 use crate::http::Timeouts;
 use crate::logging::{self, LogFormat};
-use crate::metrics::{self, MetricsServer, MonitorMetrics};
-use crate::monitor::{self, MonitorOptions, heartbeat::Timing};
 
 /// Default config file location (spec).
 pub const DEFAULT_CONFIG: &str = "/etc/oracle-watchdog/config.yaml";
@@ -391,7 +388,7 @@ pub fn main() -> ExitCode {
             println!("oracle-watchdog {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Ok(Command::Run(opts)) => run(opts),
+        Ok(Command::Run(opts)) => crate::daemon::run(opts),
         Ok(Command::Check { config }) => crate::check::run(&config),
         Ok(Command::Healthcheck { address }) => healthcheck(&address),
         Ok(Command::Status { config }) => crate::ops::status(&config),
@@ -437,252 +434,6 @@ fn healthcheck(address: &str) -> ExitCode {
 fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
     eprintln!("{message}");
     ExitCode::from(code)
-}
-
-fn run(opts: RunOptions) -> ExitCode {
-    let mode = match opts.mode {
-        RunMode::Monitor => Mode::Monitor,
-        RunMode::Agent => Mode::Agent,
-    };
-    let required = opts.mode == RunMode::Agent || opts.config_given;
-    let config = match Config::load(&opts.config, required) {
-        Ok(c) => c,
-        Err(e) => return fail(2, e),
-    };
-    if let Err(e) = config.validate(mode) {
-        return fail(2, e);
-    }
-    let listen = opts
-        .metrics_address
-        .clone()
-        .or_else(|| config.metrics_address.clone())
-        .unwrap_or_else(|| metrics::default_listen_address(opts.mode.as_str()).to_string());
-    let listen = match metrics::parse_listen_address(&listen) {
-        Ok(a) => a,
-        Err(e) => return fail(2, format!("oracle-watchdog: metrics address: {e}")),
-    };
-    let consul = match ConsulSettings::from_env(config.consul_address.as_deref()) {
-        Ok(s) => s,
-        Err(e) => return fail(2, format!("config error: {e}")),
-    };
-    let filter = match logging::parse_level(&opts.log_level) {
-        Ok(f) => f,
-        Err(e) => return fail(2, e),
-    };
-    let telemetry = (opts.tracing || config.tracing.enabled).then(|| {
-        crate::telemetry::init(&crate::telemetry::TelemetrySettings {
-            endpoint: config.tracing.endpoint.clone(),
-            mode: opts.mode.as_str(),
-        })
-    });
-    let otel = match &telemetry {
-        Some(Ok(t)) => Some(t.layer()),
-        _ => None,
-    };
-    logging::init(opts.log_format, filter, otel);
-    crate::supervise::install_panic_hook();
-    let telemetry = match telemetry {
-        Some(Ok(t)) => {
-            tracing::info!(endpoint = t.endpoint(), "exporting OpenTelemetry traces");
-            Some(t)
-        }
-        Some(Err(e)) => {
-            tracing::error!(error = %e, "OpenTelemetry export is off; continuing without traces");
-            None
-        }
-        None => None,
-    };
-    let code = match opts.mode {
-        RunMode::Monitor => run_monitor(&opts, &config, consul, listen, telemetry.as_ref()),
-        RunMode::Agent => run_agent(&opts, &config, consul, listen, telemetry.as_ref()),
-    };
-    // Bounded: a collector that hangs delays the exit by at most this.
-    if let Some(t) = telemetry {
-        t.shutdown(Duration::from_secs(2));
-    }
-    code
-}
-
-/// Puts the trace span counters on the mode's `/metrics`.
-fn register_trace_metrics(
-    telemetry: Option<&crate::telemetry::Telemetry>,
-    registry: &prometheus::Registry,
-) {
-    if let Some(Err(e)) = telemetry.map(|t| t.register_metrics(registry)) {
-        tracing::warn!(error = %e, "trace span counters are not on /metrics");
-    }
-}
-
-fn run_monitor(
-    opts: &RunOptions,
-    config: &Config,
-    consul: ConsulSettings,
-    listen: std::net::SocketAddr,
-    telemetry: Option<&crate::telemetry::Telemetry>,
-) -> ExitCode {
-    let node = match opts.node.clone().map(Ok).unwrap_or_else(hostname) {
-        Ok(n) => n,
-        Err(e) => return fail(2, format!("oracle-watchdog: {e}")),
-    };
-    if let Err(e) = validate_node_name(&node) {
-        return fail(2, format!("oracle-watchdog: {e}; pass -node NAME"));
-    }
-    let registry = prometheus::Registry::new();
-    let metrics = match MonitorMetrics::register(&registry).and_then(|m| {
-        metrics::register_build_info(&registry, "monitor")?;
-        crate::supervise::register_metrics(&registry)?;
-        Ok(m)
-    }) {
-        Ok(m) => m,
-        Err(e) => return fail(1, format!("oracle-watchdog: cannot set up metrics: {e}")),
-    };
-    let shutdown = match crate::shutdown::install() {
-        Ok(rx) => rx,
-        Err(e) => {
-            return fail(
-                1,
-                format!("oracle-watchdog: cannot install signal handlers: {e}"),
-            );
-        }
-    };
-    register_trace_metrics(telemetry, &registry);
-    let server = match MetricsServer::start(listen, registry.clone(), "monitor") {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start metrics thread; continuing without metrics");
-            None
-        }
-    };
-    // Optional monitor-side loops (WireGuard endpoint re-resolver) start here.
-    // Its own thread: WireGuard failures never reach the heartbeat.
-    let wg_resolver = match config.wireguard.as_ref().filter(|w| w.enabled) {
-        Some(w) => match crate::wireguard::start(w, &registry) {
-            Ok(h) => Some(h),
-            Err(e) => {
-                tracing::error!(error = %e, "WireGuard endpoint resolver not started");
-                None
-            }
-        },
-        None => None,
-    };
-    let shutdown_timeout = Duration::from_millis(1200);
-    let client = ConsulClient::new(&consul);
-    let shutdown_client = ConsulClient::with_timeouts(
-        &consul,
-        Timeouts::new(Duration::from_millis(800), shutdown_timeout),
-    );
-    let opts = MonitorOptions {
-        node,
-        session_ttl: config.monitor.session_ttl,
-        timing: Timing {
-            renew_interval: config.monitor.renew_interval,
-            ..Timing::default()
-        },
-        shutdown_timeout,
-    };
-    monitor::run(opts, client, shutdown_client, metrics, shutdown);
-    if let Some(h) = wg_resolver {
-        h.stop(Duration::from_secs(1));
-    }
-    if let Some(s) = server {
-        s.stop();
-    }
-    tracing::info!("stopped");
-    ExitCode::SUCCESS
-}
-
-fn run_agent(
-    opts: &RunOptions,
-    config: &Config,
-    consul: ConsulSettings,
-    listen: std::net::SocketAddr,
-    telemetry: Option<&crate::telemetry::Telemetry>,
-) -> ExitCode {
-    use crate::agent::cycle::CycleSettings;
-    use crate::agent::tracker::TrackerSettings;
-    use crate::agent::{self, AgentOptions};
-
-    let setup = match crate::oci::connect(&config.oci) {
-        Ok(s) => s,
-        Err(e) => return fail(2, format!("config error: {e}")),
-    };
-    for w in &setup.warnings {
-        tracing::warn!(warning = %w, "OCI key file");
-    }
-    let registry = prometheus::Registry::new();
-    let names: Vec<&str> = config.nodes.iter().map(|n| n.name.as_str()).collect();
-    let metrics = match crate::metrics::AgentMetrics::register(&registry, names).and_then(|m| {
-        metrics::register_build_info(&registry, "agent")?;
-        crate::supervise::register_metrics(&registry)?;
-        Ok(m)
-    }) {
-        Ok(m) => m,
-        Err(e) => return fail(1, format!("oracle-watchdog: cannot set up metrics: {e}")),
-    };
-    let shutdown = match crate::shutdown::install() {
-        Ok(rx) => rx,
-        Err(e) => {
-            return fail(
-                1,
-                format!("oracle-watchdog: cannot install signal handlers: {e}"),
-            );
-        }
-    };
-    register_trace_metrics(telemetry, &registry);
-    let server = match MetricsServer::start(listen, registry.clone(), "agent") {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start metrics thread; continuing without metrics");
-            None
-        }
-    };
-    // Optional agent-side loops (WAN-IP DDNS updater) start here.
-    let wan_dns = config
-        .wan_dns
-        .as_ref()
-        .filter(|w| w.enabled)
-        .and_then(|w| match crate::wandns::start(w, &registry) {
-            Ok(handle) => Some(handle),
-            Err(e) => {
-                tracing::error!(error = %e, "WAN-IP DDNS updater is off; the agent carries on without it");
-                None
-            }
-        });
-    let a = &config.agent;
-    let agent_opts = AgentOptions {
-        nodes: config.nodes.clone(),
-        tracker: TrackerSettings {
-            timeout: config.timeout,
-            max_restart_attempts: config.max_restart_attempts,
-            max_concurrent_restarts: a.max_concurrent_restarts,
-            max_missing_fraction: (a.max_missing_percent > 0)
-                .then(|| f64::from(a.max_missing_percent) / 100.0),
-            dry_run: opts.dry_run,
-        },
-        cycle: CycleSettings {
-            poll_interval: a.poll_interval,
-            phase_timeout: a.phase_timeout,
-            ..CycleSettings::default()
-        },
-        check_interval: config.check_interval,
-        leader_ttl: a.leader_ttl,
-        shutdown_grace: a.shutdown_grace,
-        identity: crate::agent::records::agent_identity(),
-    };
-    agent::run(
-        agent_opts,
-        ConsulClient::new(&consul),
-        setup.client,
-        metrics,
-        shutdown,
-    );
-    if let Some(w) = wan_dns {
-        w.stop(Duration::from_secs(1));
-    }
-    if let Some(s) = server {
-        s.stop();
-    }
-    ExitCode::SUCCESS
 }
 
 #[cfg(test)]
