@@ -15,7 +15,7 @@ export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER := aarch64-linux-gnu-gcc
 # openssl(1) for the CONSUL_CACERT TLS test.
 TEST_APT := python3-venv file openssl wireguard-go wireguard-tools iproute2
 
-.PHONY: all build release audit test test-deps test-rust test-python lint fmt fmt-check clippy static run clean deps demo
+.PHONY: all build release audit test test-deps test-rust test-python lint fmt fmt-check clippy static run clean deps demo test-wg-kernel
 
 all: build
 
@@ -80,6 +80,10 @@ run: build
 clean:
 	$(CARGO) clean
 	rm -rf $(DIST)
+
+## test-wg-kernel: the WireGuard re-resolver against kernel WireGuard, in a qemu VM (~2 min; not in `make test`)
+test-wg-kernel:
+	@scripts/test-wg-kernel.sh
 
 ## demo: an outage and its recovery against local stand-ins, in about a minute
 demo: build
