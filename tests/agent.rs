@@ -371,3 +371,35 @@ fn guard_holds_all_restarts_when_most_nodes_vanish_at_once() {
         Some(0.0)
     );
 }
+
+#[test]
+fn an_agent_that_cannot_elect_says_so_loudly_and_acts_on_nothing() {
+    let mut w = World::new();
+    w.start_monitor("n1");
+    w.start_monitor("n2");
+    // ACLs switched on: the agent has no token, so every request gets 403.
+    w.consul.require_token(Some("the-right-token".into()));
+    let agent = w.agent(&w.agent_config(""), &[]);
+    assert!(
+        wait_until(10 * SEC, || agent
+            .logs()
+            .iter()
+            .any(|l| l.contains("leader election failing"))),
+        "{:#?}",
+        agent.logs()
+    );
+    assert!(
+        agent
+            .logs()
+            .iter()
+            .any(|l| l.contains("\"level\":\"WARN\"") && l.contains("leader election failing"))
+    );
+    assert_eq!(agent.metric("oracle_watchdog_agent_leader"), Some(0.0));
+    assert!(
+        agent
+            .metric("oracle_watchdog_agent_consul_check_failures_total")
+            .unwrap_or(0.0)
+            >= 1.0
+    );
+    assert!(w.posts().is_empty());
+}

@@ -95,6 +95,9 @@ struct Campaign {
     session: Option<String>,
     leading: bool,
     last_renewal: Instant,
+    /// Consecutive failed rounds, so a persistent problem (e.g. an ACL token
+    /// without `session:write`) is reported loudly but not every round.
+    failures: u32,
 }
 
 fn campaign(
@@ -111,6 +114,7 @@ fn campaign(
         session: None,
         leading: false,
         last_renewal: Instant::now(),
+        failures: 0,
     };
     loop {
         c.round();
@@ -131,10 +135,29 @@ fn campaign(
 impl Campaign {
     /// One election round: keep the session alive, then hold or try the lock.
     fn round(&mut self) {
-        if let Err(e) = self.try_round() {
-            tracing::debug!(error = %e, "leader election round failed");
-            if self.leading && self.last_renewal.elapsed() >= self.settings.ttl / 2 {
-                self.lose(format!("cannot renew the leader session: {e}"));
+        match self.try_round() {
+            Ok(()) => {
+                if self.failures > 0 {
+                    tracing::info!(failed_rounds = self.failures, "leader election works again");
+                }
+                self.failures = 0;
+            }
+            Err(e) => {
+                self.failures += 1;
+                // First failure and then every 10th: without an election this
+                // agent never restarts anything, which must not go unnoticed.
+                if self.failures == 1 || self.failures.is_multiple_of(10) {
+                    tracing::warn!(
+                        error = %e,
+                        failed_rounds = self.failures,
+                        "leader election failing; this agent cannot restart instances until it succeeds"
+                    );
+                } else {
+                    tracing::debug!(error = %e, "leader election round failed");
+                }
+                if self.leading && self.last_renewal.elapsed() >= self.settings.ttl / 2 {
+                    self.lose(format!("cannot renew the leader session: {e}"));
+                }
             }
         }
     }
