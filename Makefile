@@ -15,7 +15,7 @@ export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER := aarch64-linux-gnu-gcc
 # openssl(1) for the CONSUL_CACERT TLS test.
 TEST_APT := python3-venv file openssl wireguard-go wireguard-tools iproute2
 
-.PHONY: all build release audit test test-deps test-rust test-python lint fmt fmt-check clippy static run clean deps demo test-wg-kernel
+.PHONY: all build release audit test test-deps test-rust test-python lint fmt fmt-check clippy static run clean deps demo test-wg-kernel chaos
 
 all: build
 
@@ -84,6 +84,14 @@ clean:
 ## test-wg-kernel: the WireGuard re-resolver against kernel WireGuard, in a qemu VM (~2 min; not in `make test`)
 test-wg-kernel:
 	@scripts/test-wg-kernel.sh
+
+## chaos: named fault scenarios (Consul, OCI, Cloudflare, IP providers, WireGuard,
+## killed agents, clock jumps, ...) against the real binary; not part of `make test`
+chaos:
+	@scripts/ensure.sh apt faketime
+	$(CARGO) build --bin oracle-watchdog -p oracle-watchdog
+	$(CARGO) build -p watchdog-chaos
+	OW_BIN=$(CURDIR)/target/debug/oracle-watchdog ./target/debug/watchdog-chaos $(ARGS)
 
 ## demo: an outage and its recovery against local stand-ins, in about a minute
 demo: build

@@ -290,6 +290,10 @@ fn cloudflare_errors_are_logged_with_their_codes_and_never_the_token() {
     let a = s.agent(&cfg, Some(wrong));
     assert!(wait_until(20 * SEC, || has_log(&a, "Invalid API Token")));
     assert!(has_log(&a, "code 1000"));
+    // A revoked token is alertable even though no update was attempted.
+    assert!(wait_until(5 * SEC, || {
+        a.metric("oracle_watchdog_cloudflare_api_errors_total").unwrap_or(0.0) >= 1.0
+    }));
     assert!(
         !a.logs().join("\n").contains(wrong),
         "the wrong token is not logged either"

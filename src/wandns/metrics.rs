@@ -23,6 +23,10 @@ pub struct WanDnsMetrics {
     pub last_check: Gauge,
     /// `oracle_watchdog_wan_dns_in_cooldown`.
     pub in_cooldown: IntGauge,
+    /// Extra: `oracle_watchdog_cloudflare_api_errors_total`, every failed
+    /// Cloudflare call (lookup included), so a revoked token or a throttled
+    /// account can be alerted on even while no update is due.
+    pub api_errors: IntCounter,
 }
 
 impl WanDnsMetrics {
@@ -72,6 +76,11 @@ impl WanDnsMetrics {
                 registry,
                 "oracle_watchdog_wan_dns_in_cooldown",
                 "1 when within the post-update cooldown window, 0 otherwise",
+            )?,
+            api_errors: counter(
+                registry,
+                "oracle_watchdog_cloudflare_api_errors_total",
+                "Failed Cloudflare API calls (lookups, updates, creations)",
             )?,
         };
         for result in ["success", "fail"] {

@@ -133,13 +133,13 @@ fn perform(io: &Io, request: &Request, metrics: &WanDnsMetrics) -> Outcome {
                 tracing::info!(record_id = %id, "cached DNS record id is gone; looking the record up by name");
                 Outcome::RecordGone
             }
-            Err(e) => cf_failed("read DNS record", io, &e),
+            Err(e) => cf_failed("read DNS record", io, metrics, &e),
         },
         Request::ReadRecord { cached_id: None } => {
             match io.cloudflare.find_a_record(&io.hostname) {
                 Ok(Some(r)) => found(r),
                 Ok(None) => Outcome::RecordMissing,
-                Err(e) => cf_failed("look up DNS record", io, &e),
+                Err(e) => cf_failed("look up DNS record", io, metrics, &e),
             }
         }
         Request::Update { record_id, ip } => match io.cloudflare.set_content(record_id, *ip) {
@@ -148,11 +148,11 @@ fn perform(io: &Io, request: &Request, metrics: &WanDnsMetrics) -> Outcome {
                 tracing::info!(record_id = %record_id, "DNS record vanished before the update; looking it up again");
                 Outcome::RecordGone
             }
-            Err(e) => cf_failed("update DNS record", io, &e),
+            Err(e) => cf_failed("update DNS record", io, metrics, &e),
         },
         Request::Create { ip } => match io.cloudflare.create_a_record(&io.hostname, *ip) {
             Ok(r) => Outcome::Created { id: r.id },
-            Err(e) => cf_failed("create DNS record", io, &e),
+            Err(e) => cf_failed("create DNS record", io, metrics, &e),
         },
     }
 }
@@ -164,7 +164,8 @@ fn found(r: DnsRecord) -> Outcome {
     })
 }
 
-fn cf_failed(action: &str, io: &Io, e: &CloudflareError) -> Outcome {
+fn cf_failed(action: &str, io: &Io, metrics: &WanDnsMetrics, e: &CloudflareError) -> Outcome {
+    metrics.api_errors.inc();
     if e.is_transient() {
         tracing::warn!(hostname = %io.hostname, zone = %io.zone_id, error = %e, "Cloudflare: cannot {action}; retrying at the next check");
     } else {
