@@ -15,7 +15,7 @@ export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER := aarch64-linux-gnu-gcc
 # openssl(1) for the CONSUL_CACERT TLS test.
 TEST_APT := python3-venv file openssl wireguard-go wireguard-tools iproute2
 
-.PHONY: all build release audit test test-deps test-rust test-python lint fmt fmt-check clippy static run clean deps demo test-wg-kernel chaos
+.PHONY: all build release audit fuzz test test-deps test-rust test-python lint fmt fmt-check clippy static run clean deps demo test-wg-kernel chaos
 
 all: build
 
@@ -72,6 +72,11 @@ static:
 ## audit: RustSec advisories (offline snapshot) + licence allow-list + bans
 audit:
 	@scripts/audit.sh
+
+## fuzz: every cargo-fuzz target (fuzz/) for FUZZ_SECONDS each on nightly; runs and crashes per target
+FUZZ_SECONDS ?= 60
+fuzz:
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
 
 ## run: monitor mode against $CONSUL_HTTP_ADDR with text logs (node name = hostname)
 run: build

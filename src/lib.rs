@@ -11,6 +11,8 @@
 //! state machines with an injected `now` (see `monitor::heartbeat`), so they are
 //! tested in virtual time. See ARCHITECTURE.md for the thread and data-flow map.
 
+#![warn(missing_docs)]
+
 pub mod agent;
 pub mod backoff;
 pub mod check;

@@ -423,7 +423,10 @@ fn decode_pairs(body: &str, action: &'static str) -> Result<Vec<KvPair>, ConsulE
                     base64::engine::general_purpose::STANDARD
                         .decode(v.as_bytes())
                         .map_err(|e| {
-                            bad(action, &format!("value of {} is not base64: {e}", r.key))
+                            bad(
+                                action,
+                                &format!("value of {} is not base64: {e}", r.key.escape_debug()),
+                            )
                         })?,
                 ),
                 None => None,

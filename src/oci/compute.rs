@@ -528,7 +528,10 @@ pub fn decode_response(
             }),
         };
     }
-    let err: ErrorBody = serde_json::from_str(text).unwrap_or_default();
+    let mut err: ErrorBody = serde_json::from_str(text).unwrap_or_default();
+    // OCI's text ends up in our errors and log lines: keep it on one line.
+    err.code = single_line(&err.code);
+    err.message = single_line(&err.message);
     match status {
         401 => Decoded::Failed(OciErrorKind::NotAuthenticated {
             message: err.message,
@@ -563,6 +566,13 @@ pub fn decode_response(
             message: err.message,
         }),
     }
+}
+
+/// `s` with control characters (newlines included) replaced by spaces.
+fn single_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// OCI reports a lack of capacity as HTTP 500 `InternalError` whose

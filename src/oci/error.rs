@@ -88,21 +88,28 @@ impl fmt::Display for OciConfigError {
                 profile,
                 available,
             } => {
+                // Names come from the file: escaped so the message stays one line.
                 write!(
                     f,
-                    "OCI config file {}: no profile [{profile}]",
-                    path.display()
+                    "OCI config file {}: no profile [{}]",
+                    path.display(),
+                    profile.escape_debug()
                 )?;
                 if available.is_empty() {
                     f.write_str(" (the file defines no profiles)")
                 } else {
-                    write!(f, " (profiles: {})", available.join(", "))
+                    let names: Vec<String> = available
+                        .iter()
+                        .map(|n| n.escape_debug().to_string())
+                        .collect();
+                    write!(f, " (profiles: {})", names.join(", "))
                 }
             }
             OciConfigError::MissingKey { path, profile, key } => write!(
                 f,
-                "OCI config file {} profile [{profile}]: missing key `{key}`",
-                path.display()
+                "OCI config file {} profile [{}]: missing key `{key}`",
+                path.display(),
+                profile.escape_debug()
             ),
             OciConfigError::InvalidValue {
                 path,
@@ -111,8 +118,9 @@ impl fmt::Display for OciConfigError {
                 detail,
             } => write!(
                 f,
-                "OCI config file {} profile [{profile}]: key `{key}`: {detail}",
-                path.display()
+                "OCI config file {} profile [{}]: key `{key}`: {detail}",
+                path.display(),
+                profile.escape_debug()
             ),
         }
     }

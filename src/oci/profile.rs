@@ -199,7 +199,10 @@ impl Ini {
                 };
                 let name = name.to_string();
                 if sections.contains_key(&name) {
-                    return Err(syntax(lineno, format!("profile [{name}] is defined twice")));
+                    return Err(syntax(
+                        lineno,
+                        format!("profile [{}] is defined twice", name.escape_debug()),
+                    ));
                 }
                 if name != "DEFAULT" {
                     order.push(name.clone());
@@ -228,7 +231,11 @@ impl Ini {
             if entries.contains_key(&key) {
                 return Err(syntax(
                     lineno,
-                    format!("key `{key}` is set twice in [{sec}]"),
+                    format!(
+                        "key `{}` is set twice in [{}]",
+                        key.escape_debug(),
+                        sec.escape_debug()
+                    ),
                 ));
             }
             entries.insert(key.clone(), value);

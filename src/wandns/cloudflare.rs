@@ -69,7 +69,13 @@ impl std::fmt::Display for ApiErrors {
             if i > 0 {
                 f.write_str("; ")?;
             }
-            let message: String = e.message.chars().take(MAX_MESSAGE_CHARS).collect();
+            // Cloudflare's text, kept to one line and a bounded length.
+            let message: String = e
+                .message
+                .chars()
+                .take(MAX_MESSAGE_CHARS)
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
             write!(f, "code {}: {}", e.code, message)?;
         }
         if self.0.len() > MAX_API_ERRORS {
