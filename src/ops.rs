@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{bounded, unbounded};
+use crossbeam_channel::bounded;
 
 use crate::agent::cycle::CycleSettings;
 use crate::agent::records::{
@@ -216,7 +216,9 @@ pub fn restart(node_name: &str, config: &Path, dry_run: bool) -> ExitCode {
         tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO),
         None,
     );
-    let (events, _events_rx) = unbounded();
+    // Nobody listens to progress events here (the log shows them): with the
+    // receiver dropped, the worker's sends fail at once and are ignored.
+    let (events, _) = bounded(1);
     let (cancel_tx, cancel_rx) = bounded::<()>(0);
     // Ctrl-C / SIGTERM: stop at the next wait and leave the cycle in KV.
     if let Ok(signals) = crate::shutdown::install() {

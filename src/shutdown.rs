@@ -4,7 +4,7 @@
 //! coordinator decides how to stop (destroy the session, let a restart cycle
 //! finish) on its own thread.
 
-use crossbeam_channel::{Receiver, unbounded};
+use crossbeam_channel::{Receiver, bounded};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -20,7 +20,8 @@ pub struct ShutdownRequested {
 /// case where a clean stop is itself stuck.
 pub fn install() -> std::io::Result<Receiver<ShutdownRequested>> {
     let mut signals = Signals::new([SIGTERM, SIGINT])?;
-    let (tx, rx) = unbounded();
+    // Room for every signal before the third one exits the process.
+    let (tx, rx) = bounded(4);
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {

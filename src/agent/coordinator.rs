@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, after, bounded, never, select, unbounded};
+use crossbeam_channel::{Receiver, Sender, after, bounded, never, select};
 
 use super::cycle::{CycleSettings, Phase};
 use super::kvwriter::{KvWrite, KvWriter};
@@ -58,7 +58,9 @@ pub fn run(
 ) {
     let (watch_tx, mut watch_rx) = bounded::<WatchEvent>(16);
     let (leader_tx, mut leader_rx) = bounded::<LeaderEvent>(16);
-    let (worker_tx, worker_rx) = unbounded::<WorkerEvent>();
+    // Bounded like every queue here: workers block briefly if the
+    // coordinator falls behind (it drains this channel continuously).
+    let (worker_tx, worker_rx) = bounded::<WorkerEvent>(1024);
     // Dropping `cancel_tx` tells every waiting worker to stop (end of grace).
     let (cancel_tx, cancel_rx) = bounded::<()>(0);
     let dry_run = opts.tracker.dry_run;
