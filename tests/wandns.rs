@@ -292,7 +292,9 @@ fn cloudflare_errors_are_logged_with_their_codes_and_never_the_token() {
     assert!(has_log(&a, "code 1000"));
     // A revoked token is alertable even though no update was attempted.
     assert!(wait_until(5 * SEC, || {
-        a.metric("oracle_watchdog_cloudflare_api_errors_total").unwrap_or(0.0) >= 1.0
+        a.metric("oracle_watchdog_cloudflare_api_errors_total")
+            .unwrap_or(0.0)
+            >= 1.0
     }));
     assert!(
         !a.logs().join("\n").contains(wrong),
