@@ -15,7 +15,7 @@ export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER := aarch64-linux-gnu-gcc
 # openssl(1) for the CONSUL_CACERT TLS test.
 TEST_APT := python3-venv file openssl wireguard-go wireguard-tools iproute2
 
-.PHONY: all build release audit fuzz test test-deps test-rust test-python lint fmt fmt-check clippy static run clean deps demo test-wg-kernel chaos
+.PHONY: all build release audit fuzz test test-deps test-rust test-python lint fmt fmt-check clippy static run clean deps demo test-wg-kernel chaos bench
 
 all: build
 
@@ -97,6 +97,16 @@ chaos:
 	$(CARGO) build --bin oracle-watchdog -p oracle-watchdog
 	$(CARGO) build -p watchdog-chaos
 	OW_BIN=$(CURDIR)/target/debug/oracle-watchdog ./target/debug/watchdog-chaos $(ARGS)
+
+## bench: performance report (size, idle RSS/CPU, latencies, scale, restart vs OCI CLI) in bench/REPORT.md (~6 min; not in `make test`)
+OCI_CLI_VERSION := 3.95.1
+bench: static
+	@scripts/ensure.sh apt time venv
+	@.venv/bin/oci --version 2>/dev/null | grep -qx '$(OCI_CLI_VERSION)' || \
+	  .venv/bin/pip install -q --disable-pip-version-check oci-cli==$(OCI_CLI_VERSION)
+	$(CARGO) build --release --locked -p watchdog-bench
+	target/release/watchdog-bench --out bench/REPORT.md \
+	  --x86 $(DIST)/oracle-watchdog-$(VERSION)-linux-x86_64 --aarch64 $(DIST)/oracle-watchdog-$(VERSION)-linux-aarch64
 
 ## demo: an outage and its recovery against local stand-ins, in about a minute
 demo: build

@@ -47,6 +47,10 @@ pub struct ConsulOptions {
     pub node_name: String,
     /// What `/v1/status/leader` reports while there is a leader.
     pub leader_addr: String,
+    /// Behave like a server without blocking queries: `index`/`wait` are
+    /// ignored (reads answer at once) and `X-Consul-Index` is omitted, so
+    /// clients fall back to plain polling. Used to benchmark that fallback.
+    pub no_blocking: bool,
 }
 
 impl Default for ConsulOptions {
@@ -57,6 +61,7 @@ impl Default for ConsulOptions {
             token: None,
             node_name: "consul-standin".to_string(),
             leader_addr: "127.0.0.1:8300".to_string(),
+            no_blocking: false,
         }
     }
 }
@@ -69,6 +74,7 @@ impl fmt::Debug for ConsulOptions {
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("node_name", &self.node_name)
             .field("leader_addr", &self.leader_addr)
+            .field("no_blocking", &self.no_blocking)
             .finish()
     }
 }

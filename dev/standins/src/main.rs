@@ -17,6 +17,7 @@ usage: watchdog-standins <stand-in> [options]
 
 stand-ins:
   consul  --listen ADDR (default 127.0.0.1:8500) [--token T] [--expiry-factor F] [--node NAME]
+          [--no-blocking]   (ignore index/wait, omit X-Consul-Index: clients must poll)
   oci     [--listen ADDR (default 127.0.0.1:0)] [--instance OCID=STATE]... [--key KEYID=PEMFILE]...
           [--transition-ms N] [--hang-ms N]
   cloudflare [--listen ADDR] --token T --zone Z [--record NAME=IP]...
@@ -81,6 +82,7 @@ fn run_consul(mut args: pico_args::Arguments) -> ExitCode {
                 .opt_value_from_str("--node")?
                 .unwrap_or(defaults.node_name.clone()),
             leader_addr: defaults.leader_addr.clone(),
+            no_blocking: args.contains("--no-blocking"),
         };
         let rest = args.finish();
         if let Some(extra) = rest.first() {

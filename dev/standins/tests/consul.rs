@@ -748,3 +748,23 @@ fn shutdown_with_a_hung_request_returns_and_stops_listening() {
         ErrorKind::ConnectionRefused
     );
 }
+
+#[test]
+fn no_blocking_answers_at_once_without_an_index() {
+    let consul = ConsulStandin::start_with(ConsulOptions {
+        no_blocking: true,
+        ..ConsulOptions::default()
+    })
+    .expect("start");
+    let addr = consul.addr();
+    call(addr, "PUT", "/v1/kv/nodes/n1", b"x");
+    let current = consul.index();
+    // A blocking query on the current index would park for 5 minutes; here it
+    // answers at once, with the data and no X-Consul-Index to block on.
+    let target = format!("/v1/kv/nodes/?recurse&index={current}&wait=5m");
+    let reply = try_call(addr, "GET", &target, &[], b"", PROMPT).expect("immediate answer");
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json()[0]["Key"], json!("nodes/n1"));
+    assert_eq!(reply.header("X-Consul-Index"), None);
+    assert_eq!(consul.parked_queries(), 0);
+}

@@ -65,12 +65,19 @@ pub(crate) fn handle(core: &Core, request: &Request, known_leader: bool) -> Resp
     } else {
         Err(Response::text(404, "404 page not found"))
     };
-    match outcome {
+    let mut response = match outcome {
         Ok((response, Some(index))) => with_meta(response, index, known_leader),
         Ok((response, None)) | Err(response) => {
             with_meta(response, core.inner().store.index(), known_leader)
         }
+    };
+    if core.options.no_blocking {
+        // A server without blocking queries: no index to block on.
+        response
+            .headers
+            .retain(|(name, _)| name != "X-Consul-Index");
     }
+    response
 }
 
 /// A response plus the index to report (None: the current global index).
@@ -89,12 +96,14 @@ fn only(request: &Request, method: &str) -> Result<(), Response> {
 
 /// Runs `query` as a Consul blocking query: with `?index=N` it waits until
 /// the query's index exceeds N, `?wait` passes, or a wipe resets the store.
+/// With `no_blocking` it answers at once whatever the client asked.
 fn blocking<T>(
     core: &Core,
     request: &Request,
     query: impl Fn(&Store) -> (u64, T),
 ) -> Result<(u64, T), Response> {
     let min_index = match request.param("index") {
+        _ if core.options.no_blocking => 0,
         None | Some("") => 0,
         Some(v) => v
             .parse::<u64>()
