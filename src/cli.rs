@@ -349,6 +349,19 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, UsageError> {
     }))
 }
 
+/// `0.1.0 (rev 1f23923abcde, x86_64-linux)`: the version, the git revision
+/// the Makefile builds from (when built that way) and the platform.
+pub fn version_line() -> String {
+    let rev = option_env!("OW_BUILD_REV").filter(|r| !r.is_empty());
+    format!(
+        "{} ({}{}-{})",
+        env!("CARGO_PKG_VERSION"),
+        rev.map(|r| format!("rev {r}, ")).unwrap_or_default(),
+        std::env::consts::ARCH,
+        std::env::consts::OS
+    )
+}
+
 /// Node names become a Consul key segment: keep them to a safe alphabet.
 pub fn validate_node_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 128 {
@@ -385,7 +398,7 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Command::Version) => {
-            println!("oracle-watchdog {}", env!("CARGO_PKG_VERSION"));
+            println!("oracle-watchdog {}", version_line());
             ExitCode::SUCCESS
         }
         Ok(Command::Run(opts)) => crate::daemon::run(opts),
