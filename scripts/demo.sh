@@ -108,7 +108,7 @@ PIDS+=($!)
 # Narrate the agent's log: the lines that tell the story.
 tail -n +1 -F "$WORK/agent.log" 2>/dev/null | grep --line-buffered -E \
   'now the leader|heartbeat missing|restarting the instance|restart cycle phase|OCI accepted|restart cycle finished|heartbeat is back' \
-  | sed -u -E 's/^[^ ]+ +//; s/ [a-z_:]*oracle_watchdog::[a-z_:]*: / /; s/^/          agent: /' &
+  | sed -u -E 's/^[^ ]+ +//; s/[a-z_]+( [A-Za-z]+)?\{[^}]*\}:+//g; s/ [a-z_:]*oracle_watchdog::[a-z_:]*: / /; s/^/          agent: /' &
 PIDS+=($!)
 
 sleep 3
