@@ -444,7 +444,9 @@ fn healthcheck(address: &str) -> ExitCode {
     }
 }
 
-fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
+/// Prints `message` on stderr and returns exit `code` (1 runtime, 2 usage or
+/// configuration); shared by every command.
+pub(crate) fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
     eprintln!("{message}");
     ExitCode::from(code)
 }

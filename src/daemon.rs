@@ -9,7 +9,7 @@ use std::time::Duration;
 use crossbeam_channel::Receiver;
 use prometheus::Registry;
 
-use crate::cli::{RunMode, RunOptions, hostname, validate_node_name};
+use crate::cli::{RunMode, RunOptions, fail, hostname, validate_node_name};
 use crate::config::{Config, Mode};
 use crate::consul::{ConsulClient, ConsulSettings};
 use crate::http::Timeouts;
@@ -18,11 +18,6 @@ use crate::metrics::{self, AgentMetrics, MetricsServer, MonitorMetrics};
 use crate::monitor::{self, MonitorOptions, heartbeat::Timing};
 use crate::shutdown::ShutdownRequested;
 use crate::telemetry::Telemetry;
-
-fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("{message}");
-    ExitCode::from(code)
-}
 
 /// Loads and checks everything, then runs the chosen mode until SIGTERM.
 pub fn run(opts: RunOptions) -> ExitCode {
@@ -198,7 +193,7 @@ fn run_monitor(
         client,
         shutdown_client,
         metrics,
-        shutdown_of(&shared),
+        shared.shutdown.clone(),
     );
     if let Some(h) = wg_resolver {
         h.stop(Duration::from_secs(1));
@@ -264,16 +259,11 @@ fn run_agent(
         ConsulClient::new(&consul),
         setup.client,
         metrics,
-        shutdown_of(&shared),
+        shared.shutdown.clone(),
     );
     if let Some(w) = wan_dns {
         w.stop(Duration::from_secs(1));
     }
     shared.stop();
     ExitCode::SUCCESS
-}
-
-/// The shutdown channel (receivers are cheap clones).
-fn shutdown_of(shared: &Shared) -> Receiver<ShutdownRequested> {
-    shared.shutdown.clone()
 }

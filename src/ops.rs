@@ -16,13 +16,9 @@ use crate::agent::records::{
 };
 use crate::agent::tracker::CycleOutcome;
 use crate::agent::worker::{self, CycleJob, WorkerContext};
+use crate::cli::fail;
 use crate::config::{Config, Mode};
 use crate::consul::{ConsulClient, ConsulSettings};
-
-fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("{message}");
-    ExitCode::from(code)
-}
 
 /// Loads the config (`required`: agent commands) and a Consul client.
 fn setup(

@@ -388,23 +388,9 @@ impl ConsulStandin {
         timeout: Duration,
         pred: impl Fn(&RecordedRequest) -> bool,
     ) -> Option<RecordedRequest> {
-        let deadline = Instant::now() + timeout;
-        let mut inner = self.core.inner();
-        loop {
-            if let Some(found) = inner.requests.iter().find(|r| pred(r)) {
-                return Some(found.clone());
-            }
-            let now = Instant::now();
-            if now >= deadline || inner.shutting_down {
-                return None;
-            }
-            inner = self
-                .core
-                .changed
-                .wait_timeout(inner, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
+        self.wait_on_state(timeout, |inner| {
+            inner.requests.iter().find(|r| pred(r)).cloned()
+        })
     }
 
     /// Waits until `pred` holds for the key's current entry (or absence) or
@@ -415,24 +401,11 @@ impl ConsulStandin {
         timeout: Duration,
         pred: impl Fn(Option<&KvView>) -> bool,
     ) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut inner = self.core.inner();
-        loop {
+        self.wait_on_state(timeout, |inner| {
             let view = inner.store.kv_get(key).1.as_ref().map(KvView::from);
-            if pred(view.as_ref()) {
-                return true;
-            }
-            let now = Instant::now();
-            if now >= deadline || inner.shutting_down {
-                return false;
-            }
-            inner = self
-                .core
-                .changed
-                .wait_timeout(inner, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
+            pred(view.as_ref()).then_some(())
+        })
+        .is_some()
     }
 
     /// How many blocking queries are parked right now, waiting for a change.
@@ -444,15 +417,26 @@ impl ConsulStandin {
     /// really waiting on the stand-in) or `timeout` passes; returns whether
     /// that happened.
     pub fn wait_for_parked_queries(&self, n: usize, timeout: Duration) -> bool {
+        self.wait_on_state(timeout, |inner| (inner.parked_queries >= n).then_some(()))
+            .is_some()
+    }
+
+    /// Re-evaluates `check` on the state after every change until it yields
+    /// a value, `timeout` passes or the stand-in shuts down.
+    fn wait_on_state<T>(
+        &self,
+        timeout: Duration,
+        check: impl Fn(&server::Inner) -> Option<T>,
+    ) -> Option<T> {
         let deadline = Instant::now() + timeout;
         let mut inner = self.core.inner();
         loop {
-            if inner.parked_queries >= n {
-                return true;
+            if let Some(found) = check(&inner) {
+                return Some(found);
             }
             let now = Instant::now();
             if now >= deadline || inner.shutting_down {
-                return false;
+                return None;
             }
             inner = self
                 .core
