@@ -14,6 +14,7 @@
 //! Neither does I/O or reads a clock: callers pass `now` and act on the
 //! returned values.
 
+pub mod core;
 pub mod cycle;
 pub mod tracker;
 
