@@ -124,7 +124,10 @@ mod tests {
     }
 
     #[test]
-    #[allow(clippy::type_complexity, reason = "a table of spoilers reads best inline")]
+    #[allow(
+        clippy::type_complexity,
+        reason = "a table of spoilers reads best inline"
+    )]
     fn each_missing_condition_refuses_with_its_own_reason() {
         let now = Instant::now();
         let cases: Vec<(Refusal, Box<dyn Fn(&mut StopContext, &mut Evidence)>)> = vec![
