@@ -578,6 +578,11 @@ impl AgentCore {
         match reply {
             Reply::RecordWritten(r) => self.on_record_written(name, r, now),
             Reply::RecordDeleted(_) => {}
+            // Answers count only for the one call the cycle is waiting on:
+            // a duplicated or late reply (a retried request, a confused
+            // shell) must never reach the interlock a second time.
+            _ if c.call != Call::InFlight => {}
+            Reply::Evidence(_) if c.stage != Stage::Evidence => {}
             Reply::Instance(r) => {
                 c.call = Call::Idle;
                 match r {
@@ -589,26 +594,20 @@ impl AgentCore {
                 c.call = Call::Idle;
                 self.on_evidence(name, r, now);
             }
-            Reply::Stopped(r) => {
+            Reply::Stopped(r) | Reply::Started(r) => {
+                let (call, waiting) = if c.stage == Stage::Stopping {
+                    ("STOP", Stage::WaitStopped)
+                } else {
+                    ("START", Stage::WaitRunning)
+                };
                 c.call = Call::Idle;
                 match r {
                     Ok(()) => {
                         c.retries = 0;
-                        set_stage(c, Stage::WaitStopped, now);
+                        set_stage(c, waiting, now);
                         c.call = Call::ReadAt(now + self.s.poll_interval);
                     }
-                    Err(f) => self.on_call_failed(name, "STOP", f, now),
-                }
-            }
-            Reply::Started(r) => {
-                c.call = Call::Idle;
-                match r {
-                    Ok(()) => {
-                        c.retries = 0;
-                        set_stage(c, Stage::WaitRunning, now);
-                        c.call = Call::ReadAt(now + self.s.poll_interval);
-                    }
-                    Err(f) => self.on_call_failed(name, "START", f, now),
+                    Err(f) => self.on_call_failed(name, call, f, now),
                 }
             }
         }
